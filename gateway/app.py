@@ -1,0 +1,56 @@
+"""Wiring: ``create_app(settings)`` builds the ASGI app with both front doors and health.
+
+Usage::
+
+    app = create_app(Settings(upstream_url="http://orchestrator:8080"))
+    uvicorn.run(app)
+
+``app_from_environment`` is the same for process managers that import a factory by name
+(``uvicorn --factory gateway.app:app_from_environment``, and ``--workers`` > 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway import health, rest
+from gateway.graphql_route import create_graphql_router
+from gateway.request_id import RequestIdMiddleware
+from gateway.settings import Settings
+from gateway.upstream import UpstreamClient
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway for ``settings``; its lifespan opens and closes the upstream client."""
+    if settings.upstream_url is None:
+        raise ValueError(
+            "no upstream configured: set POLOS_GATEWAY_UPSTREAM_URL, or run "
+            "`polos-gateway serve --demo` for the embedded demo upstream"
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with UpstreamClient(settings) as upstream:
+            app.state.upstream = upstream
+            yield
+
+    app = FastAPI(
+        title="polos-gateway",
+        summary="GraphQL over the Polos executions API, with a REST compatibility route.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(create_graphql_router())
+    app.include_router(rest.router)
+    app.include_router(health.router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """``create_app`` with settings read from ``POLOS_GATEWAY_*`` variables."""
+    return create_app(Settings())

@@ -1,0 +1,176 @@
+"""The ``polos-gateway`` command.
+
+Usage::
+
+    polos-gateway serve [--host 127.0.0.1] [--port 8000] [--upstream-url URL] [--demo] [--workers N]
+    polos-gateway export-schema > schema.graphql
+    polos-gateway demo-upstream [--port 9000] [--api-key KEY] [--unknown-status 500]
+
+Every ``serve`` option is also a ``POLOS_GATEWAY_*`` variable; an option given here wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+
+import uvicorn
+from pydantic import ValidationError
+
+from gateway.app import create_app
+from gateway.demo.data import seed
+from gateway.demo.upstream import DemoOptions, create_demo_app
+from gateway.schema import build_schema
+from gateway.settings import Settings
+
+SAMPLE_QUERY = """\
+query Tree($id: ID!) {
+  execution(id: $id) {
+    id workflowId status isRoot createdAt
+    parent { id workflowId status }
+    root { id workflowId status }
+    ancestors(limit: 10) { id workflowId status }
+  }
+}"""
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening socket; port 0 picks a free one.
+
+    Connections made before the server's loop starts wait in the backlog, so nobody has to
+    poll for the server to come up.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def _start_demo_in_thread() -> str:
+    """Serve the demo upstream on a free loopback port in a daemon thread; return its URL."""
+    sock = listening_socket("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_demo_app(), log_level="warning", lifespan="off"))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _print_demo_banner(gateway_url: str, upstream_url: str) -> None:
+    samples = seed().samples
+    lines = [
+        f"Demo upstream (a Polos look-alike) at {upstream_url}",
+        f"GraphiQL at {gateway_url}/graphql - sample execution ids:",
+        *(f"  {execution_id}  {label}" for label, execution_id in samples.items()),
+        'Paste this query, with variables {"id": "<one of the ids>"}:',
+        SAMPLE_QUERY,
+        f"REST, as the orchestrator serves it: {gateway_url}/api/v1/executions/<id>",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {
+        name: value
+        for name, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("workers", args.workers),
+            ("upstream_url", args.upstream_url),
+        )
+        if value is not None
+    }
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        print(f"polos-gateway: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    if args.demo or settings.upstream_url is None:
+        upstream_url = _start_demo_in_thread()
+        settings = settings.model_copy(update={"upstream_url": upstream_url})
+        _print_demo_banner(f"http://{settings.host}:{settings.port}", upstream_url)
+    if settings.workers == 1:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+        )
+        return 0
+    # Worker processes import the app by name and read their settings from the environment.
+    os.environ["POLOS_GATEWAY_UPSTREAM_URL"] = settings.upstream_base
+    uvicorn.run(
+        "gateway.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+    )
+    return 0
+
+
+def _demo_upstream(args: argparse.Namespace) -> int:
+    options = DemoOptions(
+        api_key=args.api_key, unknown_status=args.unknown_status, latency_ms=args.latency_ms
+    )
+    print(f"Demo upstream at http://{args.host}:{args.port}", flush=True)
+    for label, execution_id in seed().samples.items():
+        print(f"  {execution_id}  {label}", flush=True)
+    uvicorn.run(create_demo_app(options), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _export_schema(_: argparse.Namespace) -> int:
+    sys.stdout.write(build_schema().as_str() + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="polos-gateway", description="A GraphQL gateway for the Polos orchestrator."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the gateway")
+    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--upstream-url", help="base URL of the Polos orchestrator")
+    serve.add_argument(
+        "--demo", action="store_true", help="serve the embedded demo upstream and use it"
+    )
+    serve.add_argument("--workers", type=int, help="worker processes (default 1)")
+    serve.set_defaults(run=_serve)
+
+    schema = commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
+    schema.set_defaults(run=_export_schema)
+
+    demo = commands.add_parser("demo-upstream", help="serve only the demo upstream")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=9000)
+    demo.add_argument("--api-key", help="require this Bearer token and X-Project-ID demo-project")
+    demo.add_argument(
+        "--unknown-status",
+        type=int,
+        choices=(404, 500),
+        default=404,
+        help="status for an unknown id: 404 per the spec, 500 as today's orchestrator",
+    )
+    demo.add_argument("--latency-ms", type=float, default=0.0, help="delay every answer")
+    demo.set_defaults(run=_demo_upstream)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``polos-gateway`` console script."""
+    args = build_parser().parse_args(argv)
+    status: int = args.run(args)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""A Polos look-alike serving ``GET /api/v1/executions/{execution_id}`` from the seeded demo.
+
+It answers the way the orchestrator does (``docs/reference`` and the upstream notes): 400 with
+an empty body for an id that is not a UUID, 404 with an empty body for an unknown one (or 500,
+as today's orchestrator does, with ``unknown_status=500``), and, when an API key is set, the
+orchestrator's JSON auth errors: 401 for a bad token, 400 without a project header, 403 for
+another project.
+
+Usage::
+
+    polos-gateway demo-upstream --port 9000
+    curl localhost:9000/api/v1/executions/<id>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.demo.data import DemoStore, seed
+from gateway.executions import parse_execution_id
+
+DEMO_PROJECT_ID = "demo-project"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """How the demo behaves; the defaults are an open demo that answers at once."""
+
+    api_key: str | None = None
+    unknown_status: int = 404
+    latency_ms: float = 0.0
+
+
+def _auth_error(message: str, status: int, error_type: str) -> JSONResponse:
+    return JSONResponse({"error": message, "error_type": error_type}, status_code=status)
+
+
+def _check_auth(request: Request, api_key: str) -> Response | None:
+    header = request.headers.get("authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
+    token = token or request.cookies.get("polos_auth")
+    if token != api_key:
+        return _auth_error("Invalid authentication token", 401, "UNAUTHORIZED")
+    project = request.headers.get("x-project-id") or request.headers.get("project-id")
+    if not project:
+        return _auth_error("Missing project ID header", 400, "BAD_REQUEST")
+    if project != DEMO_PROJECT_ID:
+        return _auth_error("Access to this project is forbidden", 403, "FORBIDDEN")
+    return None
+
+
+def create_demo_app(
+    options: DemoOptions | None = None, store: DemoStore | None = None
+) -> Starlette:
+    """The demo upstream as an ASGI app."""
+    options = options or DemoOptions()
+    executions = (store or seed()).executions
+
+    async def get_execution(request: Request) -> Response:
+        if options.latency_ms:
+            await asyncio.sleep(options.latency_ms / 1000)
+        canonical = parse_execution_id(request.path_params["execution_id"])
+        if canonical is None:
+            return Response(status_code=400)
+        if options.api_key is not None:
+            refusal = _check_auth(request, options.api_key)
+            if refusal is not None:
+                return refusal
+        record = executions.get(canonical)
+        if record is None:
+            return Response(status_code=options.unknown_status)
+        # The standard library keeps integers beyond 64 bits exact.
+        return Response(
+            json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+            media_type="application/json",
+        )
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/api/v1/executions/{execution_id}", get_execution),
+            Route("/health", health),
+        ]
+    )

@@ -1,0 +1,86 @@
+"""The REST front door: ``GET /api/v1/executions/{execution_id}``, as the orchestrator answers it.
+
+Clients written for the orchestrator (the Polos SDKs, scripts) point at the gateway unchanged:
+the same status codes, the same JSON body byte for byte, the headers a client acts on. Only
+when the gateway itself gets no answer does it speak for itself: 502, or 504 on a timeout, with
+a body in the orchestrator's error shape ``{"error": …, "error_type": …}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from gateway.dependencies import LoaderDep
+from gateway.errors import UpstreamAnswered, UpstreamFailure, UpstreamTimeout
+from gateway.executions import parse_execution_id
+
+router = APIRouter(tags=["Executions"])
+
+
+class ExecutionResponse(BaseModel):
+    """Execution details response (the orchestrator's schema, for the OpenAPI description)."""
+
+    assigned_to_worker: str | None = Field(description="Assigned worker ID", default=None)
+    batch_id: str | None = Field(description="Batch ID", default=None)
+    cancelled_at: str | None = Field(description="Cancellation timestamp (RFC3339)", default=None)
+    cancelled_by: str | None = Field(description="Cancelled by (user or system)", default=None)
+    completed_at: str | None = Field(description="Completion timestamp (RFC3339)", default=None)
+    concurrency_key: str | None = Field(description="Concurrency key", default=None)
+    created_at: str = Field(description="Creation timestamp (RFC3339)")
+    deployment_id: str | None = Field(description="Deployment ID", default=None)
+    error: str | None = Field(description="Error message if failed", default=None)
+    id: str = Field(description="Execution ID")
+    output_schema_name: str | None = Field(description="Output schema name", default=None)
+    parent_execution_id: str | None = Field(description="Parent execution ID", default=None)
+    payload: Any = Field(description="Input payload")
+    queue_name: str | None = Field(description="Queue name", default=None)
+    result: Any = Field(description="Execution result", default=None)
+    retry_count: int = Field(description="Retry count")
+    root_execution_id: str | None = Field(description="Root execution ID", default=None)
+    run_timeout_seconds: int | None = Field(description="Timeout in seconds", default=None)
+    session_id: str | None = Field(description="Session ID", default=None)
+    started_at: str | None = Field(description="Start timestamp (RFC3339)", default=None)
+    status: str = Field(
+        description="Execution status (pending, running, completed, failed, cancelled)"
+    )
+    step_key: str | None = Field(description="Step key", default=None)
+    user_id: str | None = Field(description="User ID", default=None)
+    workflow_id: str = Field(description="Workflow ID")
+
+
+def _gateway_error(failure: UpstreamFailure) -> JSONResponse:
+    status = 504 if isinstance(failure, UpstreamTimeout) else 502
+    return JSONResponse(
+        {"error": failure.message, "error_type": failure.code.value}, status_code=status
+    )
+
+
+@router.get(
+    "/api/v1/executions/{execution_id}",
+    summary="Get execution details by ID",
+    operation_id="get_execution",
+    response_model=ExecutionResponse,
+    responses={
+        400: {"description": "Invalid execution ID"},
+        404: {"description": "Execution not found"},
+        500: {"description": "Internal server error"},
+        502: {"description": "The gateway got no usable answer from the orchestrator"},
+        504: {"description": "The orchestrator did not answer in time"},
+    },
+)
+async def get_execution(execution_id: str, loader: LoaderDep) -> Response:
+    """Get execution details by ID, through the gateway."""
+    canonical = parse_execution_id(execution_id)
+    if canonical is None:
+        return Response(status_code=400)  # the orchestrator's answer: 400, empty body
+    try:
+        fetched = await loader.load(canonical)
+    except UpstreamAnswered as answer:
+        return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
+    except UpstreamFailure as failure:
+        return _gateway_error(failure)
+    return Response(fetched.body, media_type="application/json")

@@ -1,0 +1,114 @@
+"""The GraphQL front door: the ``Query`` root and the schema with its error coding.
+
+Every error leaves with ``extensions.code``. Expected failures (``GatewayError``) carry their
+own; errors graphql-core raises about the document or its variables are ``BAD_USER_INPUT``;
+anything else is a bug, logged with its stack and shown to the client only as ``INTERNAL``
+with the request id to quote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import strawberry
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
+from strawberry.types.execution import ExecutionResult
+
+from gateway.context import Context, Info
+from gateway.errors import BadUserInput, ErrorCode, GatewayError
+from gateway.executions import parse_execution_id
+from gateway.types import Execution, Node, as_list_items
+
+logger = logging.getLogger(__name__)
+
+
+def _canonical_id(raw: str) -> str:
+    canonical = parse_execution_id(raw)
+    if canonical is None:
+        raise BadUserInput(f"{raw[:80]!r} is not an execution id; execution ids are UUIDs.")
+    return canonical
+
+
+async def _load(info: Info, raw_id: str) -> Execution:
+    fetched = await info.context.loader.load(_canonical_id(raw_id))
+    return Execution.from_record(fetched.record)
+
+
+async def _load_or_error(info: Info, raw_id: str) -> Execution | GatewayError:
+    try:
+        return await _load(info, raw_id)
+    except GatewayError as failure:
+        return failure
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="One execution by id; null with an error if it cannot be read.")
+    async def execution(self, info: Info, id: strawberry.ID) -> Execution | None:
+        return await _load(info, id)
+
+    @strawberry.field(
+        description="Executions by id, in the order asked, one entry per id; an entry is null "
+        "(with its own error) where that execution could not be read."
+    )
+    async def executions(self, info: Info, ids: list[strawberry.ID]) -> list[Execution | None]:
+        cap = info.context.settings.max_ids_per_query
+        if len(ids) > cap:
+            raise BadUserInput(f"executions(ids) takes at most {cap} ids; got {len(ids)}.")
+        # gather starts every load in the same tick, so they all land in one loader batch.
+        results = await asyncio.gather(*(_load_or_error(info, raw_id) for raw_id in ids))
+        return as_list_items(list(results))
+
+    @strawberry.field(description="Any object by its global id (Relay). Executions use their UUID.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        return await _load(info, id)
+
+
+class ErrorCodes(SchemaExtension):
+    """Gives every error a code and masks the ones nobody expected."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if isinstance(result, GraphQLExecutionResult | ExecutionResult) and result.errors:
+            result.errors = [self._coded(error) for error in result.errors]
+
+    def _coded(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if original is None:
+            # Parse, validation and variable errors: the document is what needs fixing.
+            error.extensions = {**(error.extensions or {}), "code": ErrorCode.BAD_USER_INPUT.value}
+            return error
+        if isinstance(original, GatewayError):
+            return error
+        context = self.execution_context.context
+        request_id = context.request_id if isinstance(context, Context) else "unknown"
+        logger.error(
+            "unexpected error resolving %s (request %s)",
+            ".".join(str(part) for part in error.path or ()),
+            request_id,
+            exc_info=original,
+        )
+        return GraphQLError(
+            f"Internal error; quote request id {request_id} when reporting it.",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": ErrorCode.INTERNAL.value},
+        )
+
+
+class GatewaySchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """``ErrorCodes`` already logged what deserves logging; expected errors stay quiet."""
+
+
+def build_schema() -> strawberry.Schema:
+    """The gateway's schema; ``polos-gateway export-schema`` prints it as SDL."""
+    return GatewaySchema(query=Query, types=[Execution], extensions=[ErrorCodes])

@@ -1,0 +1,131 @@
+"""Configuration: one pydantic-settings object, read from ``POLOS_GATEWAY_*`` variables.
+
+Usage::
+
+    settings = Settings()                       # environment and defaults
+    settings = Settings(upstream_url="http://orchestrator:8080")   # explicit values win
+
+Nothing reads settings at import time; ``create_app(settings)`` receives them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gateway.credentials import ALLOWED_COOKIES, ALLOWED_HEADERS
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
+
+
+def _split_names(value: object) -> object:
+    """Accept ``a,b,c`` in an environment variable as well as a list."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the gateway; each is also ``POLOS_GATEWAY_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POLOS_GATEWAY_",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    upstream_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="Base URL of the Polos orchestrator. Unset: serve the embedded demo upstream.",
+    )
+    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port to listen on.")
+    workers: int = Field(default=1, ge=1, le=64, description="Worker processes.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Log level of the gateway and its server."
+    )
+
+    connect_timeout: PositiveSeconds = Field(
+        default=2.0, description="Seconds to open a connection to the upstream."
+    )
+    read_timeout: PositiveSeconds = Field(
+        default=10.0, description="Seconds to wait for upstream response bytes."
+    )
+    upstream_timeout: PositiveSeconds = Field(
+        default=15.0,
+        description="Overall seconds one upstream call may take, connect to last byte.",
+    )
+    max_concurrent_upstream: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Upstream calls in flight at once per process; more wait their turn.",
+    )
+
+    max_ids_per_query: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Most ids one `executions(ids)` field may ask for.",
+    )
+    max_ancestors: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Most levels `ancestors(limit)` and the walk to a root may climb.",
+    )
+
+    forward_headers: Annotated[list[str], NoDecode] = Field(
+        default=sorted(ALLOWED_HEADERS),
+        description="Request headers forwarded to the upstream (a subset of the contract's).",
+    )
+    forward_cookies: Annotated[list[str], NoDecode] = Field(
+        default=sorted(ALLOWED_COOKIES),
+        description="Cookies forwarded to the upstream (a subset of the contract's).",
+    )
+
+    @field_validator("forward_headers", "forward_cookies", mode="before")
+    @classmethod
+    def _names_from_text(cls, value: object) -> object:
+        return _split_names(value)
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _only_contract_headers(cls, value: list[str]) -> list[str]:
+        names = [name.lower() for name in value]
+        unknown = sorted(set(names) - ALLOWED_HEADERS)
+        if unknown:
+            raise ValueError(
+                f"cannot forward {', '.join(unknown)}: only {', '.join(sorted(ALLOWED_HEADERS))} "
+                "may reach the upstream"
+            )
+        return names
+
+    @field_validator("forward_cookies")
+    @classmethod
+    def _only_contract_cookies(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - ALLOWED_COOKIES)
+        if unknown:
+            raise ValueError(
+                f"cannot forward cookie {', '.join(unknown)}: only "
+                f"{', '.join(sorted(ALLOWED_COOKIES))} may reach the upstream"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _timeouts_fit_together(self) -> Settings:
+        if self.upstream_timeout < self.connect_timeout:
+            raise ValueError(
+                f"upstream_timeout ({self.upstream_timeout}s) must be at least "
+                f"connect_timeout ({self.connect_timeout}s)"
+            )
+        return self
+
+    @property
+    def upstream_base(self) -> str:
+        """The upstream URL without a trailing slash, ready for path segments."""
+        if self.upstream_url is None:
+            raise RuntimeError("no upstream configured")
+        return str(self.upstream_url).rstrip("/")
