@@ -55,7 +55,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 def _start_demo_in_thread() -> str:
     """Serve the demo upstream on a free loopback port in a daemon thread; return its URL."""
     sock = listening_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_demo_app(), log_level="warning", lifespan="off"))
+    # No log config of its own: the gateway's server configures logging for the process.
+    config = uvicorn.Config(create_demo_app(), log_config=None, access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
     return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
@@ -121,7 +123,7 @@ def _demo_upstream(args: argparse.Namespace) -> int:
     print(f"Demo upstream at http://{args.host}:{args.port}", flush=True)
     for label, execution_id in seed().samples.items():
         print(f"  {execution_id}  {label}", flush=True)
-    uvicorn.run(create_demo_app(options), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_demo_app(options), host=args.host, port=args.port, access_log=False)
     return 0
 
 

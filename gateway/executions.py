@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 # The orchestrator parses ids with Rust's `uuid` crate: hyphenated, simple (32 hex digits),
-# braced and URN forms, hex in any case. Anything else is answered 400 before any lookup.
+# braced and URN forms, hex digits in any case. Anything else is answered 400 before any lookup.
 _UUID_FORMS = re.compile(
-    r"(?:urn:uuid:)?"
+    r"(?-i:urn:uuid:)?"  # the crate wants this prefix in lower case
     r"(?P<hyphenated>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
     r"|\{(?P<braced>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\}"
     r"|(?P<simple>[0-9a-f]{32})",
@@ -48,7 +48,8 @@ def parse_execution_id(raw: str) -> str | None:
 class ExecutionRecord(BaseModel):
     """One execution as the orchestrator returns it; unknown extra fields are ignored."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Strict: a wrong JSON type is a lying upstream, not something to coerce ("3" for 3).
+    model_config = ConfigDict(frozen=True, extra="ignore", strict=True)
 
     id: str
     workflow_id: str

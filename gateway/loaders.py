@@ -30,12 +30,12 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
         super().__init__()
         self._upstream = upstream
         self._credentials = credentials
-        self.upstream_calls = 0
+        self.batch_sizes: list[int] = []  # one entry per upstream round
 
     async def batch_load_fn(  # type: ignore[override]
         self, keys: Sequence[str]
     ) -> list[FetchedExecution | BaseException]:
-        self.upstream_calls += len(keys)
+        self.batch_sizes.append(len(keys))
         return await asyncio.gather(
             *(self._upstream.fetch_execution(key, self._credentials) for key in keys),
             return_exceptions=True,

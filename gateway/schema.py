@@ -80,7 +80,7 @@ class ErrorCodes(SchemaExtension):
 
     def _coded(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
-        if original is None:
+        if original is None or isinstance(original, GraphQLError):
             # Parse, validation and variable errors: the document is what needs fixing.
             error.extensions = {**(error.extensions or {}), "code": ErrorCode.BAD_USER_INPUT.value}
             return error

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("upstream_url")
+    @classmethod
+    def _plain_base_url(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if value is not None and (value.query or value.fragment):
+            raise ValueError("the upstream URL is a base URL: it takes no query or fragment")
+        return value
+
     @model_validator(mode="after")
     def _timeouts_fit_together(self) -> Settings:
         if self.upstream_timeout < self.connect_timeout:

@@ -118,9 +118,10 @@ class Execution(Node):
 
     @strawberry.field(
         description="Parent first, root last, at most `limit` of them. If the walk breaks (a "
-        "loop, a missing or failing ancestor) the list ends with a null carrying that error."
+        "loop, a missing or failing ancestor) the list ends with a null carrying that error; "
+        "a `limit` outside 0..the configured cap makes the whole field null with BAD_USER_INPUT."
     )
-    async def ancestors(self, info: Info, limit: int = 50) -> list[Execution | None]:
+    async def ancestors(self, info: Info, limit: int = 50) -> list[Execution | None] | None:
         cap = info.context.settings.max_ancestors
         if not 0 <= limit <= cap:
             raise BadUserInput(f"ancestors(limit) must be between 0 and {cap}; got {limit}.")

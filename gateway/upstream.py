@@ -25,7 +25,12 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from gateway.executions import FetchedExecution, NotAnExecution, decode_execution
+from gateway.executions import (
+    FetchedExecution,
+    NotAnExecution,
+    decode_execution,
+    parse_execution_id,
+)
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -62,6 +67,16 @@ def classify_response(
     return UpstreamAnswered(execution_id, status, body, relayed)
 
 
+def _refused(exc: BaseException) -> bool:
+    """True when no connection could be made (refused, unknown host) rather than a timeout.
+
+    httpx-aiohttp reports aiohttp's connector errors as ``httpx.ConnectTimeout``; the
+    original error, kept as the cause, says what really happened.
+    """
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(cause, TimeoutError)
+
+
 class _NoCookies(DefaultCookiePolicy):
     """Refuse every cookie an upstream sets, so none is replayed for another caller."""
 
@@ -92,7 +107,8 @@ def _build_http_client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=AiohttpTransport(client=session, limits=limits),
         timeout=timeout,
-        cookies=httpx.Cookies(CookieJar(policy=_NoCookies())),
+        # A raw jar keeps its policy; httpx.Cookies(...) would copy it into a default jar.
+        cookies=CookieJar(policy=_NoCookies()),
         follow_redirects=False,
         trust_env=False,
         headers={"accept": "application/json", "user-agent": "polos-gateway"},
@@ -138,18 +154,22 @@ class UpstreamClient:
     async def _get(
         self, execution_id: str, credentials: Credentials
     ) -> FetchedExecution | UpstreamFailure:
+        if parse_execution_id(execution_id) != execution_id:
+            raise ValueError("fetch_execution takes canonical execution ids only")
         url = execution_url(self._base_url, execution_id)
         try:
             async with self._slots, asyncio.timeout(self._deadline):
                 response = await self._http.get(url, headers=credentials.as_dict())
-        except (TimeoutError, httpx.TimeoutException):
+        except httpx.DecodingError:
+            return UpstreamMalformed(execution_id, "its body could not be decoded")
+        except (TimeoutError, httpx.TransportError) as exc:
+            if _refused(exc) or not isinstance(exc, TimeoutError | httpx.TimeoutException):
+                logger.warning("upstream unreachable: %s", type(exc).__name__)
+                return UpstreamUnavailable(
+                    f"The orchestrator could not be reached to fetch execution {execution_id}."
+                )
             return UpstreamTimeout(
                 f"The orchestrator did not answer for execution {execution_id} in time."
-            )
-        except httpx.TransportError as exc:
-            logger.warning("upstream unreachable: %s", type(exc).__name__)
-            return UpstreamUnavailable(
-                f"The orchestrator could not be reached to fetch execution {execution_id}."
             )
         return classify_response(
             execution_id, response.status_code, response.content, response.headers

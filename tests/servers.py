@@ -1,0 +1,135 @@
+"""Real servers on loopback for the tests: uvicorn in a thread, on a port picked by the OS.
+
+``serve(app)`` binds and listens before the server thread starts, so a client can connect at
+once (the connection waits in the backlog): no polling, no sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.cli import listening_socket
+
+
+@contextmanager
+def serve(app: ASGIApp, *, lifespan: str = "on") -> Iterator[str]:
+    """Serve ``app`` over real HTTP on 127.0.0.1 for the duration of the block."""
+    sock = listening_socket("127.0.0.1", 0)
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: connecting to it is refused."""
+    sock = listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}"
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    method: str
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class Recorder:
+    """ASGI middleware that remembers every HTTP request reaching the wrapped app."""
+
+    app: ASGIApp
+    requests: list[SeenRequest] = field(default_factory=list)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.requests.append(
+                SeenRequest(
+                    method=scope["method"],
+                    path=scope["path"],
+                    raw_path=scope.get("raw_path", b""),
+                    query_string=scope.get("query_string", b""),
+                    headers={k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
+                )
+            )
+        await self.app(scope, receive, send)
+
+    def execution_ids(self) -> list[str]:
+        """The ids asked for under ``/api/v1/executions/``, in arrival order."""
+        prefix = "/api/v1/executions/"
+        return [r.path.removeprefix(prefix) for r in self.requests if r.path.startswith(prefix)]
+
+    def clear(self) -> None:
+        self.requests.clear()
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ScriptedUpstream:
+    """An upstream whose answer for each execution id the test decides.
+
+    Ids without a script get 404. ``hang`` holds the request until the server stops, which is
+    how a test meets an upstream that never answers.
+    """
+
+    def __init__(self) -> None:
+        self.scripts: dict[str, Handler] = {}
+        self._lock = threading.Lock()
+        self._released = False
+        self._hanging: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self.app = Recorder(
+            Starlette(routes=[Route("/api/v1/executions/{execution_id}", self._answer)])
+        )
+
+    def answer(self, execution_id: str, status: int, body: bytes = b"", **headers: str) -> None:
+        async def handler(_: Request) -> Response:
+            return Response(body, status_code=status, headers=headers)
+
+        self.scripts[execution_id] = handler
+
+    def hang(self, execution_id: str) -> None:
+        async def handler(_: Request) -> Response:
+            released = asyncio.Event()
+            with self._lock:
+                if self._released:
+                    return Response(status_code=599)
+                self._hanging.append((asyncio.get_running_loop(), released))
+            await released.wait()
+            return Response(status_code=599)
+
+        self.scripts[execution_id] = handler
+
+    def release(self) -> None:
+        """Let every hung request finish (the server waits for them when it stops)."""
+        with self._lock:
+            self._released = True
+            for loop, released in self._hanging:
+                loop.call_soon_threadsafe(released.set)
+
+    async def _answer(self, request: Request) -> Response:
+        handler = self.scripts.get(request.path_params["execution_id"])
+        if handler is None:
+            return Response(status_code=404)
+        return await handler(request)
