@@ -11,6 +11,7 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -53,4 +54,11 @@ def create_app(settings: Settings) -> FastAPI:
 
 def app_from_environment() -> FastAPI:
     """``create_app`` with settings read from ``POLOS_GATEWAY_*`` variables."""
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def configure_logging(level: str) -> None:
+    """Send the gateway's own log records to stderr at ``level``, beside uvicorn's."""
+    logging.basicConfig(level=level.upper(), format="%(levelname)-9s %(name)s: %(message)s")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import uvicorn
 from pydantic import ValidationError
 
-from gateway.app import create_app
+from gateway.app import configure_logging, create_app
 from gateway.demo.data import seed
 from gateway.demo.upstream import DemoOptions, create_demo_app
 from gateway.schema import build_schema
@@ -91,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"polos-gateway: invalid settings:\n{exc}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_level)
     if args.demo or settings.upstream_url is None:
         upstream_url = _start_demo_in_thread()
         settings = settings.model_copy(update={"upstream_url": upstream_url})

@@ -1,0 +1,48 @@
+"""What the docs and packaging promise matches the code."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from gateway.settings import Settings
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_every_setting_has_a_row_in_the_readme_with_its_default() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(POLOS_GATEWAY_[A-Z_]+)` \| ([^|]+) \|", readme, re.MULTILINE))
+
+    for name, field in Settings.model_fields.items():
+        variable = f"POLOS_GATEWAY_{name.upper()}"
+        assert variable in rows, f"README.md has no row for {variable}"
+        default = field.default
+        shown = (
+            "unset"
+            if default is None
+            else ",".join(default)
+            if isinstance(default, list)
+            else str(default)
+        )
+        assert rows[variable].strip().strip("`") == shown, variable
+    assert set(rows) == {f"POLOS_GATEWAY_{name.upper()}" for name in Settings.model_fields}
+
+
+def test_the_readme_opens_with_the_two_commands() -> None:
+    head = (ROOT / "README.md").read_text().splitlines()[:20]
+
+    assert any(line.startswith("make run") for line in head)
+    assert any(line.startswith("make test") for line in head)
+
+
+def test_the_dockerfile_runs_the_cli_and_checks_healthz() -> None:
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+
+    entrypoint = re.search(r'^ENTRYPOINT \["([^"]+)"\]', dockerfile, re.MULTILINE)
+    assert entrypoint is not None
+    assert entrypoint.group(1) in scripts
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
+    assert "/healthz" in dockerfile.split("HEALTHCHECK", 1)[1]
