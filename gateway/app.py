@@ -15,13 +15,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
 from gateway import health, rest
+from gateway.cache import MemoryCache
+from gateway.errors import ErrorCode
+from gateway.fetcher import ExecutionFetcher
 from gateway.graphql_route import create_graphql_router
-from gateway.request_id import RequestIdMiddleware
+from gateway.request_id import HEADER, RequestIdMiddleware
 from gateway.settings import Settings
 from gateway.upstream import UpstreamClient
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -36,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with UpstreamClient(settings) as upstream:
             app.state.upstream = upstream
+            app.state.fetcher = ExecutionFetcher(upstream, settings, cache=_cache_for(settings))
             yield
 
     app = FastAPI(
@@ -43,13 +50,39 @@ def create_app(settings: Settings) -> FastAPI:
         summary="GraphQL over the Polos executions API, with a REST compatibility route.",
         version="0.1.0",
         lifespan=lifespan,
+        # The orchestrator answers a trailing slash with 404, not a redirect to a new URL.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.add_middleware(RequestIdMiddleware)
+    app.add_exception_handler(Exception, _internal_error)
     app.include_router(create_graphql_router())
     app.include_router(rest.router)
     app.include_router(health.router)
     return app
+
+
+def _cache_for(settings: Settings) -> MemoryCache | None:
+    if not settings.cache_enabled:
+        return None
+    return MemoryCache(max_entries=settings.cache_max_entries, max_bytes=settings.cache_max_bytes)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """The last resort for a bug: a coded body and the request id, never the stack.
+
+    Starlette runs this outside the middleware stack, so it sets ``X-Request-ID`` itself.
+    """
+    request_id = str(request.scope.get("state", {}).get("request_id", "unknown"))
+    logger.error("unhandled error (request %s)", request_id, exc_info=exc)
+    return JSONResponse(
+        {
+            "error": f"Internal error; quote request id {request_id} when reporting it.",
+            "error_type": ErrorCode.INTERNAL.value,
+        },
+        status_code=500,
+        headers={HEADER: request_id},
+    )
 
 
 def app_from_environment() -> FastAPI:

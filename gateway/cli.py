@@ -12,6 +12,7 @@ Every ``serve`` option is also a ``POLOS_GATEWAY_*`` variable; an option given h
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -89,10 +90,19 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        print(f"polos-gateway: invalid settings:\n{exc}", file=sys.stderr)
+        # Without the offending values: a URL may carry a password.
+        problems = (
+            f"  {'.'.join(str(p) for p in error['loc']) or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        print("polos-gateway: invalid settings:\n" + "\n".join(problems), file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
     if args.demo or settings.upstream_url is None:
+        if not args.demo:
+            logging.getLogger("gateway").warning(
+                "no upstream configured (POLOS_GATEWAY_UPSTREAM_URL): serving the DEMO data"
+            )
         upstream_url = _start_demo_in_thread()
         settings = settings.model_copy(update={"upstream_url": upstream_url})
         _print_demo_banner(f"http://{settings.host}:{settings.port}", upstream_url)

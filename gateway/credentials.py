@@ -1,18 +1,27 @@
 """The caller's credentials: exactly what the contract lets the gateway pass to the upstream.
 
 Everything a client sends is dropped except ``Authorization``, ``X-Project-ID``,
-``Project-ID``, ``traceparent`` and the ``polos_auth`` cookie. The same value object keys
-anything the gateway keeps about a response, so data fetched with one set of credentials is
-never handed to a request carrying another.
+``Project-ID``, ``traceparent`` and the ``polos_auth`` cookie (rebuilt as the only cookie).
+A value that could not travel in an HTTP header unchanged (non-ASCII, control characters) is
+dropped too, so the upstream answers as it would to a request without it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 ALLOWED_HEADERS = frozenset({"authorization", "x-project-id", "project-id", "traceparent"})
 ALLOWED_COOKIES = frozenset({"polos_auth"})
+# Forwarded, but says nothing about who is asking: it differs on every request.
+_NOT_IDENTITY = frozenset({"traceparent"})
+
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]+")
+# RFC 6265 cookie-octets, optionally in double quotes: no ';', ',', '"', '\', space or CTLs.
+_COOKIE_VALUE = re.compile(r'"?([\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+)"?')
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,22 +34,21 @@ class Credentials:
     def from_request(
         cls,
         headers: Mapping[str, str],
-        cookies: Mapping[str, str],
         *,
         header_names: Iterable[str] = ALLOWED_HEADERS,
         cookie_names: Iterable[str] = ALLOWED_COOKIES,
     ) -> Credentials:
-        """Pick the forwardable credentials out of an incoming request.
+        """Pick the forwardable credentials out of an incoming request's headers.
 
-        ``headers`` must be case-insensitive (Starlette's ``Headers`` is); ``cookies`` is
-        the request's parsed cookies.
+        ``headers`` must be case-insensitive (Starlette's ``Headers`` is); the cookies are
+        read from its raw ``Cookie`` header.
         """
         picked: dict[str, str] = {}
         for name in header_names:
             value = headers.get(name)
-            if value:
-                picked[name.lower()] = value
-        cookie = _cookie_header(cookies, cookie_names)
+            if value and _HEADER_VALUE.fullmatch(value):
+                picked[name.lower()] = value.strip()
+        cookie = _cookie_header(headers.get("cookie", ""), cookie_names)
         if cookie:
             picked["cookie"] = cookie
         return cls(headers=tuple(sorted(picked.items())))
@@ -49,6 +57,25 @@ class Credentials:
         return dict(self.headers)
 
 
-def _cookie_header(cookies: Mapping[str, str], names: Iterable[str]) -> str:
-    # Values pass verbatim: they came out of a Cookie header, so they hold no ';', CR or LF.
-    return "; ".join(f"{name}={cookies[name]}" for name in sorted(names) if cookies.get(name))
+def _cookie_header(raw: str, names: Iterable[str]) -> str:
+    """``name=value`` for each wanted cookie with a well-formed value, joined as one header."""
+    wanted = set(names)
+    found: dict[str, str] = {}
+    for pair in raw.split(";"):
+        name, sep, value = pair.strip().partition("=")
+        match = _COOKIE_VALUE.fullmatch(value.strip())
+        if sep and name in wanted and name not in found and match:
+            found[name] = match.group(0)
+    return "; ".join(f"{name}={found[name]}" for name in sorted(found))
+
+
+def credential_fingerprint(credentials: Credentials, secret: bytes) -> str:
+    """A keyed hash of who is asking: every forwarded credential except ``traceparent``.
+
+    Two requests share cached answers only when their fingerprints are equal, that is when
+    they carry the same Authorization, project headers and ``polos_auth`` cookie.
+    """
+    identity = "\n".join(
+        f"{name}:{value}" for name, value in credentials.headers if name not in _NOT_IDENTITY
+    )
+    return hmac.new(secret, identity.encode(), hashlib.sha256).hexdigest()

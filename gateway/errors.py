@@ -12,7 +12,6 @@ The hierarchy::
      ├── BadUserInput                  BAD_USER_INPUT           the request itself is wrong
      ├── QueryTooComplex               QUERY_TOO_COMPLEX        the request asks for too much
      ├── CycleDetected                 CYCLE_DETECTED           a tree link leads back to itself
-     ├── InternalError                 INTERNAL                 a bug; the log has the details
      └── UpstreamFailure               (per subclass)           the orchestrator did not deliver
           ├── UpstreamAnswered         by status: 400 BAD_USER_INPUT, 401 UNAUTHENTICATED,
           │                            403 FORBIDDEN, 404 NOT_FOUND, 429 RATE_LIMITED,
@@ -78,10 +77,6 @@ class CycleDetected(GatewayError):
     code = ErrorCode.CYCLE_DETECTED
 
 
-class InternalError(GatewayError):
-    code = ErrorCode.INTERNAL
-
-
 class UpstreamFailure(GatewayError):
     """The orchestrator did not deliver an execution."""
 
@@ -98,16 +93,14 @@ _CODE_BY_STATUS = {
 
 # Said to a GraphQL client instead of the upstream's own body, which may name internals.
 _MESSAGE_BY_STATUS = {
-    400: "The orchestrator refused execution id {id!r} as invalid.",
+    400: "The orchestrator refused the request for execution {id} as malformed; "
+    "check the X-Project-ID header.",
     401: "The orchestrator did not accept the credentials sent with this request.",
     403: "The credentials sent with this request may not read execution {id}.",
     404: "Execution {id} was not found.",
     429: "The orchestrator is rate limiting these credentials; retry later.",
 }
 _DEFAULT_MESSAGE = "The orchestrator failed to return execution {id} (HTTP {status})."
-
-# The upstream headers a REST client may act on; everything else stays behind the gateway.
-RELAYED_HEADERS = ("content-type", "retry-after", "www-authenticate")
 
 
 class UpstreamAnswered(UpstreamFailure):

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationError
 
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
@@ -57,9 +56,9 @@ class ExecutionRecord(BaseModel):
     payload: Any
     result: Any = None
     error: str | None = None
-    created_at: datetime
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
+    created_at: AwareDatetime
+    started_at: AwareDatetime | None = None
+    completed_at: AwareDatetime | None = None
     deployment_id: str | None = None
     assigned_to_worker: str | None = None
     parent_execution_id: str | None = None
@@ -72,13 +71,13 @@ class ExecutionRecord(BaseModel):
     session_id: str | None = None
     user_id: str | None = None
     output_schema_name: str | None = None
-    cancelled_at: datetime | None = None
+    cancelled_at: AwareDatetime | None = None
     cancelled_by: str | None = None
     run_timeout_seconds: int | None = None
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in FINAL_STATUSES
+        return self.status.lower() in FINAL_STATUSES
 
     @property
     def is_root(self) -> bool:

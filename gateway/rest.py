@@ -18,7 +18,7 @@ from gateway.dependencies import LoaderDep
 from gateway.errors import UpstreamAnswered, UpstreamFailure, UpstreamTimeout
 from gateway.executions import parse_execution_id
 
-router = APIRouter(tags=["Executions"])
+router = APIRouter(tags=["Executions"], redirect_slashes=False)
 
 
 class ExecutionResponse(BaseModel):
@@ -59,6 +59,7 @@ def _gateway_error(failure: UpstreamFailure) -> JSONResponse:
     )
 
 
+@router.head("/api/v1/executions/{execution_id}", include_in_schema=False)
 @router.get(
     "/api/v1/executions/{execution_id}",
     summary="Get execution details by ID",
@@ -80,6 +81,9 @@ async def get_execution(execution_id: str, loader: LoaderDep) -> Response:
     try:
         fetched = await loader.load(canonical)
     except UpstreamAnswered as answer:
+        if answer.status < 400:
+            # A redirect or an odd success is nothing an orchestrator client could act on.
+            return _gateway_error(answer)
         return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
     except UpstreamFailure as failure:
         return _gateway_error(failure)

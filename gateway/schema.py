@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import strawberry
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import ExecutionResult
 
@@ -54,9 +54,12 @@ class Query:
 
     @strawberry.field(
         description="Executions by id, in the order asked, one entry per id; an entry is null "
-        "(with its own error) where that execution could not be read."
+        "(with its own error) where that execution could not be read. Null as a whole only "
+        "when more ids are asked for than the configured cap."
     )
-    async def executions(self, info: Info, ids: list[strawberry.ID]) -> list[Execution | None]:
+    async def executions(
+        self, info: Info, ids: list[strawberry.ID]
+    ) -> list[Execution | None] | None:
         cap = info.context.settings.max_ids_per_query
         if len(ids) > cap:
             raise BadUserInput(f"executions(ids) takes at most {cap} ids; got {len(ids)}.")
@@ -102,6 +105,21 @@ class ErrorCodes(SchemaExtension):
         )
 
 
+class DocumentCache(ParserCache):
+    """Strawberry's parser cache, except that a document that fails to parse is left to
+    Strawberry's own parse step, whose error goes through ``ErrorCodes`` like any other."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        try:
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        except GraphQLError:
+            context.graphql_document = None
+        yield
+
+
 class GatewaySchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -111,4 +129,13 @@ class GatewaySchema(strawberry.Schema):
 
 def build_schema() -> strawberry.Schema:
     """The gateway's schema; ``polos-gateway export-schema`` prints it as SDL."""
-    return GatewaySchema(query=Query, types=[Execution], extensions=[ErrorCodes])
+    return GatewaySchema(
+        query=Query,
+        types=[Execution],
+        # Dashboards send the same few documents over and over: parse and validate each once.
+        extensions=[
+            ErrorCodes,
+            lambda: DocumentCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
+        ],
+    )

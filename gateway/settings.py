@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from gateway.credentials import ALLOWED_COOKIES, ALLOWED_HEADERS
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
+TtlSeconds = Annotated[float, Field(ge=0, le=7 * 24 * 3600)]
 
 
 def _split_names(value: object) -> object:
@@ -70,11 +71,47 @@ class Settings(BaseSettings):
         le=10_000,
         description="Most ids one `executions(ids)` field may ask for.",
     )
+    max_fetches_per_request: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Most distinct executions one request may fetch, however it is shaped.",
+    )
+    max_upstream_body_bytes: int = Field(
+        default=8 * 2**20,
+        ge=1024,
+        description="Largest upstream body accepted; a larger one is an upstream error.",
+    )
     max_ancestors: int = Field(
         default=100,
         ge=1,
         le=10_000,
         description="Most levels `ancestors(limit)` and the walk to a root may climb.",
+    )
+
+    batching_enabled: bool = Field(
+        default=True,
+        description="Batch and de-duplicate the fetches of one request (off: one call per field).",
+    )
+    cache_enabled: bool = Field(
+        default=True,
+        description="Share answers between requests with the same credentials: the cache and "
+        "single-flight (off: every request asks the upstream itself).",
+    )
+    cache_final_ttl: TtlSeconds = Field(
+        default=3600.0, description="Seconds a completed, failed or cancelled execution is kept."
+    )
+    cache_active_ttl: TtlSeconds = Field(
+        default=1.0, description="Seconds any other execution is kept (0: not at all)."
+    )
+    cache_not_found_ttl: TtlSeconds = Field(
+        default=5.0, description="Seconds an upstream 404 is kept (0: not at all)."
+    )
+    cache_max_entries: int = Field(
+        default=10_000, ge=0, description="Most answers the in-process cache holds."
+    )
+    cache_max_bytes: int = Field(
+        default=64 * 2**20, ge=0, description="Most bytes of answers the in-process cache holds."
     )
 
     forward_headers: Annotated[list[str], NoDecode] = Field(
@@ -94,7 +131,7 @@ class Settings(BaseSettings):
     @field_validator("forward_headers")
     @classmethod
     def _only_contract_headers(cls, value: list[str]) -> list[str]:
-        names = [name.lower() for name in value]
+        names = sorted({name.lower() for name in value})
         unknown = sorted(set(names) - ALLOWED_HEADERS)
         if unknown:
             raise ValueError(
@@ -106,6 +143,7 @@ class Settings(BaseSettings):
     @field_validator("forward_cookies")
     @classmethod
     def _only_contract_cookies(cls, value: list[str]) -> list[str]:
+        value = sorted(set(value))
         unknown = sorted(set(value) - ALLOWED_COOKIES)
         if unknown:
             raise ValueError(
@@ -119,6 +157,8 @@ class Settings(BaseSettings):
     def _plain_base_url(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
         if value is not None and (value.query or value.fragment):
             raise ValueError("the upstream URL is a base URL: it takes no query or fragment")
+        if value is not None and (value.username or value.password):
+            raise ValueError("the upstream URL must not hold credentials: clients send their own")
         return value
 
     @model_validator(mode="after")

@@ -85,7 +85,9 @@ class Execution(Node):
     user_id: str | None = strawberry.field(description="The user it ran for.")
     output_schema_name: str | None = strawberry.field(description="Its output schema's name.")
     cancelled_at: datetime | None = strawberry.field(description="When it was cancelled.")
-    cancelled_by: str | None = strawberry.field(description="Who cancelled it (user or system).")
+    cancelled_by: str | None = strawberry.field(
+        description="Who cancelled it (for example manual)."
+    )
     run_timeout_seconds: int | None = strawberry.field(description="Its timeout in seconds.")
 
     record: strawberry.Private[ExecutionRecord]
@@ -119,10 +121,12 @@ class Execution(Node):
     @strawberry.field(
         description="Parent first, root last, at most `limit` of them. If the walk breaks (a "
         "loop, a missing or failing ancestor) the list ends with a null carrying that error; "
-        "a `limit` outside 0..the configured cap makes the whole field null with BAD_USER_INPUT."
+        "a `limit` outside 0..the configured cap makes the whole field null with "
+        "BAD_USER_INPUT. A null `limit` means 50."
     )
-    async def ancestors(self, info: Info, limit: int = 50) -> list[Execution | None] | None:
+    async def ancestors(self, info: Info, limit: int | None = 50) -> list[Execution | None] | None:
         cap = info.context.settings.max_ancestors
+        limit = 50 if limit is None else limit
         if not 0 <= limit <= cap:
             raise BadUserInput(f"ancestors(limit) must be between 0 and {cap}; got {limit}.")
         chain, failure = await ancestors_of(info.context.loader, self.record, limit)

@@ -18,7 +18,6 @@ from httpx_aiohttp import AiohttpTransport
 
 from gateway.credentials import Credentials
 from gateway.errors import (
-    RELAYED_HEADERS,
     UpstreamAnswered,
     UpstreamFailure,
     UpstreamMalformed,
@@ -36,6 +35,8 @@ from gateway.settings import Settings
 logger = logging.getLogger(__name__)
 
 EXECUTIONS_PATH = "/api/v1/executions/"
+# The upstream headers a REST client may act on; everything else stays behind the gateway.
+RELAYED_HEADERS = ("content-type", "retry-after", "www-authenticate")
 
 
 def execution_url(base_url: str, execution_id: str) -> str:
@@ -43,7 +44,7 @@ def execution_url(base_url: str, execution_id: str) -> str:
 
     Every character outside RFC 3986's unreserved set is encoded, ``/`` included, and the dot
     segments ``.`` and ``..`` are encoded too, since URL normalisation would otherwise resolve
-    them; the result always names a child of ``/api/v1/executions/``.
+    them. ``UpstreamClient`` only ever passes canonical UUIDs, so this is a second wall.
     """
     segment = quote(execution_id, safe="")
     if segment in {".", ".."}:
@@ -67,14 +68,16 @@ def classify_response(
     return UpstreamAnswered(execution_id, status, body, relayed)
 
 
-def _refused(exc: BaseException) -> bool:
-    """True when no connection could be made (refused, unknown host) rather than a timeout.
+def _unreachable(exc: BaseException) -> bool:
+    """True when no answer could be had on a connection: refused, unknown host, reset, closed.
 
-    httpx-aiohttp reports aiohttp's connector errors as ``httpx.ConnectTimeout``; the
+    httpx-aiohttp reports every aiohttp connection error as ``httpx.ConnectTimeout``; the
     original error, kept as the cause, says what really happened.
     """
+    if not isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return True  # any other transport error
     cause = exc.__cause__
-    return isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(cause, TimeoutError)
+    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError)
 
 
 class _NoCookies(DefaultCookiePolicy):
@@ -84,28 +87,27 @@ class _NoCookies(DefaultCookiePolicy):
         return False
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
 def _build_http_client(settings: Settings) -> httpx.AsyncClient:
     timeout = httpx.Timeout(
         connect=settings.connect_timeout,
         read=settings.read_timeout,
         write=settings.read_timeout,
-        # Waiting for a pooled connection counts against the overall deadline instead.
         pool=settings.upstream_timeout,
     )
-    limits = httpx.Limits(
-        max_connections=settings.max_concurrent_upstream,
-        max_keepalive_connections=settings.max_concurrent_upstream,
-    )
     # The aiohttp transport keeps ~100 concurrent requests on reused connections at about one
-    # upstream latency, where httpx's own pool queues them (see docs/benchmarks.md); a session
-    # of our own makes sure aiohttp's cookie jar stays empty as well.
+    # upstream latency, where httpx's own pool queues them (docs/benchmarks.md). The session
+    # is ours so that its connector carries the cap and its cookie jar stays empty.
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=settings.max_concurrent_upstream),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
     )
     return httpx.AsyncClient(
-        transport=AiohttpTransport(client=session, limits=limits),
+        transport=AiohttpTransport(client=session),
         timeout=timeout,
         # A raw jar keeps its policy; httpx.Cookies(...) would copy it into a default jar.
         cookies=CookieJar(policy=_NoCookies()),
@@ -127,6 +129,8 @@ class UpstreamClient:
     def __init__(self, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
         self._base_url = settings.upstream_base
         self._deadline = settings.upstream_timeout
+        self._probe_deadline = settings.connect_timeout
+        self._max_body = settings.max_upstream_body_bytes
         self._http = http if http is not None else _build_http_client(settings)
         self._slots = asyncio.Semaphore(settings.max_concurrent_upstream)
 
@@ -158,28 +162,48 @@ class UpstreamClient:
             raise ValueError("fetch_execution takes canonical execution ids only")
         url = execution_url(self._base_url, execution_id)
         try:
-            async with self._slots, asyncio.timeout(self._deadline):
-                response = await self._http.get(url, headers=credentials.as_dict())
+            # The deadline covers the wait for a slot as well as the call itself.
+            async with asyncio.timeout(self._deadline), self._slots:
+                status, body, headers = await self._read(url, credentials)
+        except _BodyTooLarge:
+            return UpstreamMalformed(execution_id, f"its body is over {self._max_body} bytes")
         except httpx.DecodingError:
             return UpstreamMalformed(execution_id, "its body could not be decoded")
         except (TimeoutError, httpx.TransportError) as exc:
-            if _refused(exc) or not isinstance(exc, TimeoutError | httpx.TimeoutException):
-                logger.warning("upstream unreachable: %s", type(exc).__name__)
+            if _unreachable(exc):
+                logger.warning("upstream unreachable: %s", type(exc.__cause__ or exc).__name__)
                 return UpstreamUnavailable(
                     f"The orchestrator could not be reached to fetch execution {execution_id}."
                 )
             return UpstreamTimeout(
                 f"The orchestrator did not answer for execution {execution_id} in time."
             )
-        return classify_response(
-            execution_id, response.status_code, response.content, response.headers
-        )
+        except Exception:
+            # Whatever else the HTTP stack raises (a reply that is not HTTP, say) is still
+            # the upstream failing us, not a bug of ours to show as INTERNAL.
+            logger.exception("unreadable upstream answer for execution %s", execution_id)
+            return UpstreamMalformed(execution_id, "its answer could not be read as HTTP")
+        return classify_response(execution_id, status, body, headers)
+
+    async def _read(self, url: str, credentials: Credentials) -> tuple[int, bytes, httpx.Headers]:
+        async with self._http.stream("GET", url, headers=credentials.as_dict()) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self._max_body:
+                raise _BodyTooLarge
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self._max_body:
+                    raise _BodyTooLarge
+                chunks.append(chunk)
+            return response.status_code, b"".join(chunks), response.headers
 
     async def probe(self) -> bool:
-        """True when the orchestrator answers HTTP at all (any status below 500)."""
+        """True when the orchestrator answers HTTP at all (any status below 500), quickly."""
         try:
-            async with asyncio.timeout(self._deadline):
+            async with asyncio.timeout(self._probe_deadline):
                 response = await self._http.get(f"{self._base_url}/health")
-        except (TimeoutError, httpx.HTTPError):
+        except Exception:
             return False
         return response.status_code < 500

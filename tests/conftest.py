@@ -74,7 +74,9 @@ def start_gateway() -> Iterator[StartGateway]:
 
 @pytest.fixture(scope="session")
 def _shared_gateway(_shared_upstream: tuple[str, Recorder]) -> Iterator[httpx.Client]:
-    app = create_app(Settings(upstream_url=_shared_upstream[0]))
+    # Without the shared cache, so every test sees the upstream calls its own request makes;
+    # tests of the cache start gateways of their own.
+    app = create_app(Settings(upstream_url=_shared_upstream[0], cache_enabled=False))
     with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
         yield client
 
@@ -83,7 +85,7 @@ def _shared_gateway(_shared_upstream: tuple[str, Recorder]) -> Iterator[httpx.Cl
 def gateway(_shared_gateway: httpx.Client, upstream: tuple[str, Recorder]) -> httpx.Client:
     """A gateway in front of the open demo upstream (``upstream``), shared by the session.
 
-    It keeps nothing between requests, so sharing it changes no test's outcome.
+    Its cache is off, so it keeps nothing between requests and sharing it changes no test.
     """
     return _shared_gateway
 

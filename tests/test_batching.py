@@ -14,6 +14,7 @@ from gateway.context import Context
 from gateway.credentials import Credentials
 from gateway.demo.data import CHAIN_DEPTH, demo_id
 from gateway.demo.upstream import create_demo_app
+from gateway.fetcher import ExecutionFetcher
 from gateway.loaders import ExecutionLoader
 from gateway.schema import build_schema
 from gateway.settings import Settings
@@ -35,8 +36,11 @@ def anyio_backend() -> str:
 @pytest.fixture
 async def loader(upstream: tuple[str, Recorder]) -> AsyncIterator[ExecutionLoader]:
     """A request's loader, talking over real HTTP to the demo upstream."""
-    async with UpstreamClient(Settings(upstream_url=upstream[0])) as client:
-        yield ExecutionLoader(client, Credentials())
+    settings = Settings(upstream_url=upstream[0])
+    async with UpstreamClient(settings) as client:
+        yield ExecutionLoader(
+            ExecutionFetcher(client, settings, cache=None), Credentials(), max_fetches=1000
+        )
 
 
 async def run(loader: ExecutionLoader, query: str, variables: dict[str, Any]) -> dict[str, Any]:
@@ -174,3 +178,20 @@ def test_a_batch_of_a_hundred_is_in_flight_upstream_all_at_once(
 
     assert "errors" not in body
     assert [entry["id"] for entry in body["data"]["executions"]] == LEAVES
+
+
+def test_a_request_may_fetch_only_so_many_executions_and_the_rest_are_refused_per_entry(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    client = start_gateway(upstream[0], max_fetches_per_request=30)
+    query = """
+    query($a: [ID!]!, $b: [ID!]!) { a: executions(ids: $a) { id } b: executions(ids: $b) { id } }
+    """
+
+    body = graphql(client, query, {"a": LEAVES[:20], "b": LEAVES[20:40]})
+
+    served = [entry for entry in body["data"]["a"] + body["data"]["b"] if entry is not None]
+    assert len(served) == 30
+    assert {error["extensions"]["code"] for error in body["errors"]} == {"QUERY_TOO_COMPLEX"}
+    assert len(body["errors"]) == 10
+    assert len(upstream[1].execution_ids()) == 30

@@ -140,6 +140,7 @@ def test_demo_upstream_serves_the_orchestrator_path_on_its_own() -> None:
         ({"POLOS_GATEWAY_READ_TIMEOUT": "-1"}, "read_timeout"),
         ({"POLOS_GATEWAY_FORWARD_HEADERS": "authorization,x-api-key"}, "x-api-key"),
         ({"POLOS_GATEWAY_UPSTREAM_URL": "not a url"}, "upstream_url"),
+        ({"POLOS_GATEWAY_UPSTREAM_URL": "http://ops:s3cret@orchestrator:8080"}, "credentials"),
     ],
 )
 def test_a_bad_setting_stops_serve_with_a_clear_message(env: dict[str, str], message: str) -> None:
@@ -156,3 +157,4 @@ def test_a_bad_setting_stops_serve_with_a_clear_message(env: dict[str, str], mes
     assert finished.returncode == 2
     assert message in finished.stderr
     assert "Traceback" not in finished.stderr
+    assert "s3cret" not in finished.stderr

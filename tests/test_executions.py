@@ -470,3 +470,39 @@ def test_the_refusal_message_never_repeats_a_value_from_the_body(body: bytes) ->
     # Nor does the exception chain carry pydantic's error, which holds the input.
     assert exc_info.value.__cause__ is None
     assert exc_info.value.__context__ is None or exc_info.value.__suppress_context__
+
+
+@pytest.mark.parametrize("status", ["Completed", "COMPLETED", "Failed", "CANCELLED", "cAnCeLlEd"])
+def test_a_final_status_in_another_case_is_terminal(status: str) -> None:
+    fetched = decode_execution(CANONICAL, body_of(execution_json(status=status)))
+
+    assert fetched.record.is_terminal
+    assert fetched.record.status == status  # kept as the orchestrator sent it
+
+
+@pytest.mark.parametrize("status", ["Running", "PENDING", "Completed_Soon"])
+def test_a_status_that_is_not_final_in_any_case_is_not_terminal(status: str) -> None:
+    fetched = decode_execution(CANONICAL, body_of(execution_json(status=status)))
+
+    assert not fetched.record.is_terminal
+
+
+@pytest.mark.parametrize("field", ["created_at", "started_at", "completed_at", "cancelled_at"])
+@pytest.mark.parametrize(
+    "timestamp", ["2026-11-14T13:00:13", "2026-11-14T13:00:13.123456", "2026-11-14 13:00:13"]
+)
+def test_a_timestamp_without_an_offset_is_not_an_execution(field: str, timestamp: str) -> None:
+    with pytest.raises(NotAnExecution) as exc_info:
+        decode_execution(CANONICAL, body_of(execution_json(**{field: timestamp})))
+
+    assert field in str(exc_info.value)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["2026-11-14T13:00:13Z", "2026-11-14T13:00:13+02:00", "2026-11-14T13:00:13.5-05:30"],
+)
+def test_a_timestamp_with_an_offset_or_z_is_accepted(timestamp: str) -> None:
+    fetched = decode_execution(CANONICAL, body_of(execution_json(created_at=timestamp)))
+
+    assert fetched.record.created_at.utcoffset() is not None

@@ -139,7 +139,7 @@ def test_too_many_ids_are_refused_with_the_cap_in_the_message(
         client, "query($ids: [ID!]!) { executions(ids: $ids) { id } }", {"ids": [GOOD] * 4}
     )
 
-    assert body["data"] is None
+    assert body["data"] == {"executions": None}
     assert error_codes(body) == [("executions", "BAD_USER_INPUT")]
     assert "at most 3 ids" in body["errors"][0]["message"]
     assert upstream[1].execution_ids() == []
@@ -205,3 +205,47 @@ def test_graphiql_is_served_to_a_browser(gateway: httpx.Client) -> None:
 
     assert response.status_code == 200
     assert "graphiql" in response.text.lower()
+
+
+def test_over_the_ids_cap_a_sibling_field_in_the_same_query_keeps_its_data(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    client = start_gateway(upstream[0], max_ids_per_query=3)
+
+    body = graphql(
+        client,
+        "query($good: ID!, $ids: [ID!]!) {"
+        " a: execution(id: $good) { id } executions(ids: $ids) { id } }",
+        {"good": GOOD, "ids": [GOOD, BAD, GOOD, BAD]},
+    )
+
+    assert body["data"] == {"a": {"id": GOOD}, "executions": None}
+    assert error_codes(body) == [("executions", "BAD_USER_INPUT")]
+    assert upstream[1].execution_ids() == [GOOD]
+
+
+def test_an_upstream_400_is_explained_as_a_request_to_check_the_project_header(
+    start_gateway: StartGateway, scripted: tuple[str, ScriptedUpstream]
+) -> None:
+    url, upstream = scripted
+    upstream.answer(BAD, 400, b'{"error":"Missing project ID header","error_type":"BAD_REQUEST"}')
+
+    body = graphql(start_gateway(url), ONE, {"id": BAD})
+
+    assert body["data"] == {"execution": None}
+    assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "upstreamStatus": 400}
+    assert "X-Project-ID" in body["errors"][0]["message"]
+    assert BAD in body["errors"][0]["message"]
+
+
+def test_a_null_ancestors_limit_is_accepted_and_means_fifty(gateway: httpx.Client) -> None:
+    deep = demo_id("chain/59")
+    query = "query($id: ID!) { execution(id: $id) { ancestors(limit: null) { id } } }"
+
+    body = graphql(gateway, query, {"id": deep})
+
+    assert "errors" not in body
+    ancestors = body["data"]["execution"]["ancestors"]
+    assert [entry["id"] for entry in ancestors] == [
+        demo_id(f"chain/{level}") for level in range(58, 8, -1)
+    ]

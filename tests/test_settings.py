@@ -244,3 +244,67 @@ def test_an_upstream_url_with_a_query_or_fragment_is_refused(url: str) -> None:
     message = refusal(upstream_url=url)
 
     assert "upstream_url" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://gateway:s3cret@{UPSTREAM.removeprefix('http://')}",
+        f"http://gateway@{UPSTREAM.removeprefix('http://')}",
+        f"http://:s3cret@{UPSTREAM.removeprefix('http://')}",
+        "https://user:pass@orchestrator.example.com/polos",
+    ],
+)
+def test_an_upstream_url_holding_a_username_or_password_is_refused_saying_why(url: str) -> None:
+    message = refusal(upstream_url=url)
+
+    assert "upstream_url" in message
+    assert "must not hold credentials" in message
+
+
+def test_repeated_forward_header_names_are_kept_once_whatever_their_case() -> None:
+    settings = Settings(
+        forward_headers=["Authorization", "authorization", "AUTHORIZATION", "traceparent"]
+    )
+
+    assert settings.forward_headers == ["authorization", "traceparent"]
+
+
+def test_repeated_forward_header_names_in_the_environment_are_kept_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POLOS_GATEWAY_FORWARD_HEADERS", "x-project-id,X-Project-ID,x-project-id")
+
+    assert Settings().forward_headers == ["x-project-id"]
+
+
+def test_repeated_forward_cookie_names_are_kept_once() -> None:
+    assert Settings(forward_cookies=["polos_auth", "polos_auth"]).forward_cookies == ["polos_auth"]
+
+
+def test_the_per_request_fetch_cap_and_the_body_limit_have_their_documented_defaults() -> None:
+    settings = Settings()
+
+    assert settings.max_fetches_per_request == 1000
+    assert settings.max_upstream_body_bytes == 8388608 == 8 * 2**20
+
+
+def test_the_per_request_fetch_cap_and_the_body_limit_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POLOS_GATEWAY_MAX_FETCHES_PER_REQUEST", "25")
+    monkeypatch.setenv("POLOS_GATEWAY_MAX_UPSTREAM_BODY_BYTES", "65536")
+
+    settings = Settings()
+
+    assert settings.max_fetches_per_request == 25
+    assert settings.max_upstream_body_bytes == 65536
+
+
+@pytest.mark.parametrize("field", ["max_fetches_per_request", "max_upstream_body_bytes"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_a_fetch_cap_or_body_limit_that_is_not_positive_is_refused(field: str, value: int) -> None:
+    message = refusal(**{field: value})
+
+    assert field in message
+    assert "greater than or equal to" in message

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 from urllib.parse import unquote
 
@@ -92,8 +94,7 @@ def full_credentials() -> Credentials:
             "X-Forwarded-For": "10.0.0.1",
         }
     )
-    cookies = {"polos_auth": "jwt.value.sig", "session": "must-not-travel"}
-    return Credentials.from_request(headers, cookies)
+    return Credentials.from_request(headers)
 
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -318,6 +319,17 @@ def test_a_401_relays_www_authenticate() -> None:
 
     assert isinstance(outcome, UpstreamAnswered)
     assert outcome.headers == (("www-authenticate", 'Bearer realm="polos"'),)
+
+
+def test_a_redirect_is_an_upstream_error_and_its_location_is_not_relayed() -> None:
+    headers = httpx.Headers({"Location": "http://elsewhere.test/login", "Content-Length": "0"})
+
+    outcome = classify_response(EXECUTION_ID, 302, b"", headers)
+
+    assert isinstance(outcome, UpstreamAnswered)
+    assert outcome.code is ErrorCode.UPSTREAM_ERROR
+    assert outcome.upstream_status == 302
+    assert "location" not in dict(outcome.headers)
 
 
 # --- UpstreamClient.fetch_execution over a mock transport ---------------------------------
@@ -551,8 +563,10 @@ def cookie_setting_upstream(cookies_seen: list[str | None]) -> Starlette:
 
 
 def credentials_with(authorization: str, polos_auth: str | None) -> Credentials:
-    cookies = {"polos_auth": polos_auth} if polos_auth is not None else {}
-    return Credentials.from_request(Headers({"authorization": authorization}), cookies)
+    headers = {"authorization": authorization}
+    if polos_auth is not None:
+        headers["cookie"] = f"session=must-not-travel; polos_auth={polos_auth}"
+    return Credentials.from_request(Headers(headers))
 
 
 @pytest.mark.anyio
@@ -595,3 +609,177 @@ async def test_the_real_client_reports_a_refused_connection_as_unavailable_not_a
 
     assert exc_info.value.code is ErrorCode.UPSTREAM_UNAVAILABLE
     assert "127.0.0.1" not in str(exc_info.value)
+
+
+# --- the real client against a raw TCP server that misbehaves ------------------------------
+
+
+ConnectionHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_server(handler: ConnectionHandler) -> AsyncIterator[str]:
+    """A TCP server on 127.0.0.1 running ``handler`` per connection; yields its base URL.
+
+    Every connection is closed, and every handler finished, before the block is left.
+    """
+    handlers: list[asyncio.Task[None]] = []
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.append(task)
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client gave up first; nothing to answer any more
+        finally:
+            writer.close()
+            with suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(connected, "127.0.0.1", 0)
+    try:
+        async with server:
+            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        await asyncio.gather(*handlers, return_exceptions=True)
+
+
+async def read_request_head(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+def http_200(body: bytes, *, framing: str = "content-length") -> bytes:
+    """A 200 answer carrying ``body`` framed by Content-Length, chunks, or the connection's end."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    if framing == "content-length":
+        return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    if framing == "chunked":
+        chunks = b"".join(
+            b"%x\r\n%s\r\n" % (len(body[i : i + 1000]), body[i : i + 1000])
+            for i in range(0, len(body), 1000)
+        )
+        return head + b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    assert framing == "until-close"
+    return head + b"Connection: close\r\n\r\n" + body
+
+
+@pytest.mark.anyio
+async def test_a_reply_that_is_not_http_is_raised_as_malformed() -> None:
+    async def not_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+
+    async with raw_server(not_http) as url, UpstreamClient(Settings(upstream_url=url)) as client:
+        with pytest.raises(UpstreamMalformed) as exc_info:
+            await client.fetch_execution(EXECUTION_ID, full_credentials())
+
+    assert exc_info.value.code is ErrorCode.UPSTREAM_ERROR
+    assert EXECUTION_ID in exc_info.value.message
+    assert "127.0.0.1" not in exc_info.value.message
+
+
+@pytest.mark.anyio
+async def test_a_connection_closed_without_a_reply_is_unavailable_not_a_timeout() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        return  # the wrapper closes the connection at once, before any reply
+
+    async with raw_server(hang_up) as url, UpstreamClient(Settings(upstream_url=url)) as client:
+        with pytest.raises(UpstreamFailure) as exc_info:
+            await client.fetch_execution(EXECUTION_ID, full_credentials())
+
+    assert isinstance(exc_info.value, UpstreamUnavailable)
+    assert not isinstance(exc_info.value, UpstreamTimeout)
+    assert exc_info.value.code is ErrorCode.UPSTREAM_UNAVAILABLE
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "until-close"])
+async def test_a_body_over_the_byte_limit_is_raised_as_malformed_naming_the_limit(
+    framing: str,
+) -> None:
+    body = execution_body(payload="x" * 5000)
+    assert len(body) > 5000
+
+    async def too_big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(http_200(body, framing=framing))
+        await writer.drain()
+
+    async with raw_server(too_big) as url:
+        settings = Settings(upstream_url=url, max_upstream_body_bytes=2048)
+        async with UpstreamClient(settings) as client:
+            with pytest.raises(UpstreamMalformed) as exc_info:
+                await client.fetch_execution(EXECUTION_ID, Credentials())
+
+    assert exc_info.value.code is ErrorCode.UPSTREAM_ERROR
+    assert "2048 bytes" in exc_info.value.message
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "until-close"])
+async def test_a_body_within_the_byte_limit_is_accepted_however_it_is_framed(
+    framing: str,
+) -> None:
+    body = execution_body(payload="x" * 500)
+
+    async def small(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(http_200(body, framing=framing))
+        await writer.drain()
+
+    async with raw_server(small) as url:
+        settings = Settings(upstream_url=url, max_upstream_body_bytes=2048)
+        async with UpstreamClient(settings) as client:
+            fetched = await client.fetch_execution(EXECUTION_ID, Credentials())
+
+    assert fetched.body == body
+
+
+THIRD_ID = "7c2a1e55-0d4b-4f3e-9a61-2b8e5f0c9d17"
+
+
+@pytest.mark.anyio
+async def test_calls_waiting_for_a_free_slot_are_bounded_by_the_overall_deadline() -> None:
+    """With one slot and an upstream that never answers, waiting calls time out too.
+
+    Three calls start together: the first takes the slot and hangs, the other two wait. The
+    upstream would answer the third, but the third can get the slot only when the second
+    gives up, a few microseconds before the third's own deadline: it must time out. Were the
+    wait for a slot not counted against a call's deadline, the third would get a deadline of
+    its own once the second gave up, and succeed.
+    """
+    released = asyncio.Event()
+
+    async def answer_only_other(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_request_head(reader)
+        if OTHER_ID.encode() not in head:
+            await released.wait()  # never answers while the test runs
+            return
+        # A large answer takes the third call a few milliseconds to read: more than it could
+        # have left even if the process stalled between the second and third calls' start.
+        writer.write(http_200(execution_body(OTHER_ID, payload="x" * 2_000_000)))
+        await writer.drain()
+
+    async with raw_server(answer_only_other) as url:
+        settings = Settings(
+            upstream_url=url,
+            max_concurrent_upstream=1,
+            upstream_timeout=0.3,
+            read_timeout=0.3,
+            connect_timeout=0.3,
+        )
+        async with UpstreamClient(settings) as client:
+            try:
+                outcomes = await asyncio.gather(
+                    client.fetch_execution(EXECUTION_ID, Credentials()),
+                    client.fetch_execution(THIRD_ID, Credentials()),
+                    client.fetch_execution(OTHER_ID, Credentials()),
+                    return_exceptions=True,
+                )
+            finally:
+                released.set()
+
+    assert [type(outcome) for outcome in outcomes] == [UpstreamTimeout] * 3, outcomes

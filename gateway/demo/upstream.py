@@ -10,6 +10,7 @@ Usage::
 
     polos-gateway demo-upstream --port 9000
     curl localhost:9000/api/v1/executions/<id>
+    curl localhost:9000/_demo/stats        # execution requests answered so far
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ def create_demo_app(
     options = options or DemoOptions()
     executions = (store or seed()).executions
 
+    served = {"execution_requests": 0}
+
     async def get_execution(request: Request) -> Response:
+        served["execution_requests"] += 1
         if options.latency_ms:
             await asyncio.sleep(options.latency_ms / 1000)
         canonical = parse_execution_id(request.path_params["execution_id"])
@@ -85,9 +89,14 @@ def create_demo_app(
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def stats(_: Request) -> Response:
+        """How many execution requests it has answered: what a benchmark counts."""
+        return JSONResponse(served)
+
     return Starlette(
         routes=[
             Route("/api/v1/executions/{execution_id}", get_execution),
             Route("/health", health),
+            Route("/_demo/stats", stats),
         ]
     )
