@@ -5,6 +5,7 @@ They take an ``HTTPConnection`` rather than a ``Request`` so they serve WebSocke
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends
@@ -56,6 +57,7 @@ async def get_loader(
         fetcher,
         credentials,
         max_fetches=settings.max_fetches_per_request,
+        deadline=asyncio.get_running_loop().time() + settings.request_deadline,
         batching=settings.batching_enabled,
     )
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from aiodataloader import DataLoader
 
 from gateway.credentials import Credentials
-from gateway.errors import QueryTooComplex
+from gateway.errors import QueryTooComplex, UpstreamTimeout
 from gateway.executions import FetchedExecution
 from gateway.fetcher import ExecutionFetcher
 
@@ -23,7 +23,8 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
     """Loads executions by canonical id with one caller's credentials.
 
     ``max_fetches`` bounds the distinct executions one request may fetch, however its query
-    is shaped (aliases, lists, deep walks), so one request cannot monopolise the upstream.
+    is shaped (aliases, lists, deep walks), so one request cannot monopolise the upstream;
+    ``deadline`` (event-loop time) is when the request gives up on what it still waits for.
 
     Usage::
 
@@ -37,6 +38,7 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
         credentials: Credentials,
         *,
         max_fetches: int,
+        deadline: float | None = None,
         batching: bool = True,
     ) -> None:
         # batching=False is the naive gateway kept for comparison: one call per field.
@@ -44,6 +46,7 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
         self._fetcher = fetcher
         self._credentials = credentials
         self._max_fetches = max_fetches
+        self._deadline = deadline
         # One entry per upstream round: what the tests count and the metrics will report.
         self.batch_sizes: list[int] = []
 
@@ -58,7 +61,7 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
         if allowed:
             self.batch_sizes.append(allowed)
         fetched: list[FetchedExecution | BaseException] = await asyncio.gather(
-            *(self._fetcher.fetch(key, self._credentials) for key in keys[:allowed]),
+            *(self._fetch_by_deadline(key) for key in keys[:allowed]),
             return_exceptions=True,
         )
         refused = QueryTooComplex(
@@ -66,3 +69,13 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
             "request may; ask for fewer ids or a shorter ancestors limit."
         )
         return fetched + [refused] * (len(keys) - allowed)
+
+    async def _fetch_by_deadline(self, key: str) -> FetchedExecution:
+        """Fetch, but give up when the request's deadline passes (a shared call goes on)."""
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                return await self._fetcher.fetch(key, self._credentials)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"The request's deadline passed before execution {key} could be fetched."
+            ) from None

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from gateway.dependencies import LoaderDep
 from gateway.errors import UpstreamAnswered, UpstreamFailure, UpstreamTimeout
 from gateway.executions import parse_execution_id
+from gateway.resilience import Overloaded
 
 router = APIRouter(tags=["Executions"], redirect_slashes=False)
 
@@ -70,6 +71,7 @@ def _gateway_error(failure: UpstreamFailure) -> JSONResponse:
         404: {"description": "Execution not found"},
         500: {"description": "Internal server error"},
         502: {"description": "The gateway got no usable answer from the orchestrator"},
+        503: {"description": "The gateway is shedding load (RATE_LIMITED); see Retry-After"},
         504: {"description": "The orchestrator did not answer in time"},
     },
 )
@@ -87,4 +89,10 @@ async def get_execution(execution_id: str, loader: LoaderDep) -> Response:
         return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
     except UpstreamFailure as failure:
         return _gateway_error(failure)
+    except Overloaded as shed:
+        return JSONResponse(
+            {"error": shed.message, "error_type": shed.code.value},
+            status_code=503,
+            headers={"retry-after": "1"},
+        )
     return Response(fetched.body, media_type="application/json")

@@ -89,6 +89,80 @@ class Settings(BaseSettings):
         description="Most levels `ancestors(limit)` and the walk to a root may climb.",
     )
 
+    max_query_depth: int = Field(
+        default=12,
+        ge=2,
+        le=100,
+        description="Deepest selection nesting a query may have; walk long chains with ancestors.",
+    )
+    max_aliases: int = Field(
+        default=30, ge=1, le=10_000, description="Most aliased fields in one document."
+    )
+    max_tokens: int = Field(
+        default=2000, ge=10, le=1_000_000, description="Most GraphQL tokens in one document."
+    )
+    max_query_cost: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="Most upstream fetches a query may cause, estimated before it runs "
+        "(executions(ids) and ancestors(limit) count by their size).",
+    )
+    max_document_bytes: int = Field(
+        default=20_000, ge=100, description="Largest GraphQL document accepted, in bytes."
+    )
+    max_request_bytes: int = Field(
+        default=100_000, ge=1000, description="Largest HTTP request body accepted, in bytes."
+    )
+    request_deadline: PositiveSeconds = Field(
+        default=30.0,
+        description="Seconds one incoming request may take; what is unresolved by then is "
+        "UPSTREAM_TIMEOUT beside the data that did resolve.",
+    )
+    introspection_enabled: bool = Field(
+        default=True, description="Answer introspection queries (switch off in production)."
+    )
+    field_suggestions_enabled: bool = Field(
+        default=True,
+        description="Suggest field names in validation errors (switch off in production).",
+    )
+
+    retry_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Most attempts of one upstream GET (connect errors, 502, 503, 504, 429).",
+    )
+    retry_backoff_base: PositiveSeconds = Field(
+        default=0.05, description="First retry waits up to this; each later one up to twice more."
+    )
+    retry_backoff_max: PositiveSeconds = Field(
+        default=1.0, description="Longest wait between two attempts (also caps Retry-After)."
+    )
+    retry_budget_ratio: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Retries may add at most this share on top of first attempts, so an "
+        "outage is not multiplied.",
+    )
+    breaker_failure_threshold: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Consecutive upstream failures that open the circuit breaker.",
+    )
+    breaker_cooldown: PositiveSeconds = Field(
+        default=5.0,
+        description="Seconds the breaker stays open before it lets one probe through.",
+    )
+    max_queued_upstream: int = Field(
+        default=1000,
+        ge=0,
+        le=1_000_000,
+        description="Upstream calls that may wait for a slot; beyond that RATE_LIMITED.",
+    )
+
     batching_enabled: bool = Field(
         default=True,
         description="Batch and de-duplicate the fetches of one request (off: one call per field).",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import quote
 
@@ -29,6 +31,13 @@ from gateway.executions import (
     NotAnExecution,
     decode_execution,
     parse_execution_id,
+)
+from gateway.resilience import (
+    Bulkhead,
+    CircuitBreaker,
+    RetryBudget,
+    backoff_delay,
+    retry_after_seconds,
 )
 from gateway.settings import Settings
 
@@ -66,6 +75,13 @@ def classify_response(
             return UpstreamMalformed(execution_id, str(exc))
     relayed = tuple((name, headers[name]) for name in RELAYED_HEADERS if name in headers)
     return UpstreamAnswered(execution_id, status, body, relayed)
+
+
+def _is_upstream_failure(outcome: FetchedExecution | UpstreamFailure) -> bool:
+    """Does this outcome count against the orchestrator's health (the breaker)?"""
+    if isinstance(outcome, UpstreamAnswered):
+        return outcome.status in _OVERLOAD_STATUSES
+    return isinstance(outcome, UpstreamUnavailable | UpstreamTimeout)
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -117,8 +133,20 @@ def _build_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
+class CircuitOpen(UpstreamUnavailable):
+    """The breaker is open: the orchestrator failed too often just now; not even tried."""
+
+
+# Answers that say the orchestrator (or a proxy before it) is struggling, not the request.
+_OVERLOAD_STATUSES = frozenset({502, 503, 504})
+
+
 class UpstreamClient:
     """Fetches executions from the orchestrator with the caller's credentials.
+
+    One GET is retried (it is idempotent) on connection failures, 502/503/504 and 429, with
+    backoff or the upstream's ``Retry-After``, within the call's deadline, the attempt cap and
+    the retry budget; a circuit breaker and a bulkhead guard the upstream (``resilience``).
 
     Usage::
 
@@ -126,13 +154,31 @@ class UpstreamClient:
             fetched = await upstream.fetch_execution(execution_id, credentials)
     """
 
-    def __init__(self, settings: Settings, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        http: httpx.AsyncClient | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._base_url = settings.upstream_base
         self._deadline = settings.upstream_timeout
         self._probe_deadline = settings.connect_timeout
         self._max_body = settings.max_upstream_body_bytes
+        self._attempts = settings.retry_attempts
+        self._backoff_base = settings.retry_backoff_base
+        self._backoff_max = settings.retry_backoff_max
         self._http = http if http is not None else _build_http_client(settings)
-        self._slots = asyncio.Semaphore(settings.max_concurrent_upstream)
+        self.bulkhead = Bulkhead(
+            limit=settings.max_concurrent_upstream, queue=settings.max_queued_upstream
+        )
+        self.breaker = CircuitBreaker(
+            threshold=settings.breaker_failure_threshold,
+            cooldown=settings.breaker_cooldown,
+            clock=clock,
+        )
+        self.budget = RetryBudget(settings.retry_budget_ratio)
+        self.attempts = 0  # every GET sent, retries included
 
     async def __aenter__(self) -> UpstreamClient:
         return self
@@ -148,28 +194,93 @@ class UpstreamClient:
     ) -> FetchedExecution:
         """The execution, or raise the ``UpstreamFailure`` that says why not.
 
+        Raises ``Overloaded`` (RATE_LIMITED) when the bulkhead sheds the call.
         ``execution_id`` must already be canonical (see ``parse_execution_id``).
         """
-        outcome = await self._get(execution_id, credentials)
+        if parse_execution_id(execution_id) != execution_id:
+            raise ValueError("fetch_execution takes canonical execution ids only")
+        url = execution_url(self._base_url, execution_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._deadline
+        try:
+            # One deadline for the whole call: slot waits, attempts and backoff included.
+            async with asyncio.timeout_at(deadline):
+                outcome = await self._with_retries(execution_id, url, credentials, deadline)
+        except TimeoutError:
+            outcome = UpstreamTimeout(
+                f"The orchestrator did not answer for execution {execution_id} in time."
+            )
         if isinstance(outcome, UpstreamFailure):
             raise outcome
         return outcome
 
-    async def _get(
-        self, execution_id: str, credentials: Credentials
+    async def _with_retries(
+        self, execution_id: str, url: str, credentials: Credentials, deadline: float
     ) -> FetchedExecution | UpstreamFailure:
-        if parse_execution_id(execution_id) != execution_id:
-            raise ValueError("fetch_execution takes canonical execution ids only")
-        url = execution_url(self._base_url, execution_id)
+        self.budget.record_attempt()
+        attempt = 0
+        while True:
+            outcome = await self._guarded_attempt(execution_id, url, credentials)
+            delay = self._retry_delay(outcome, attempt, deadline)
+            if delay is None or not self.budget.try_spend():
+                return outcome
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    def _retry_delay(
+        self, outcome: FetchedExecution | UpstreamFailure, attempt: int, deadline: float
+    ) -> float | None:
+        """How long to wait before trying again, or None when this outcome is final."""
+        if attempt + 1 >= self._attempts or isinstance(outcome, FetchedExecution | CircuitOpen):
+            return None
+        if isinstance(outcome, UpstreamAnswered):
+            if outcome.status not in _OVERLOAD_STATUSES and outcome.status != 429:
+                return None
+            asked = retry_after_seconds(dict(outcome.headers).get("retry-after"))
+            if asked is not None and asked > self._backoff_max:
+                return None  # the client gets the answer, Retry-After included
+        elif isinstance(outcome, UpstreamUnavailable):
+            asked = None
+        else:
+            return None  # a timeout spent its time; a malformed answer would come again
+        delay = (
+            asked
+            if asked is not None
+            else backoff_delay(attempt, self._backoff_base, self._backoff_max)
+        )
+        remaining = deadline - asyncio.get_running_loop().time()
+        return delay if delay < remaining else None
+
+    async def _guarded_attempt(
+        self, execution_id: str, url: str, credentials: Credentials
+    ) -> FetchedExecution | UpstreamFailure:
+        if not self.breaker.allow():
+            return CircuitOpen(
+                "The orchestrator is failing; the gateway is not calling it for a few seconds."
+            )
         try:
-            # The deadline covers the wait for a slot as well as the call itself.
-            async with asyncio.timeout(self._deadline), self._slots:
-                status, body, headers = await self._read(url, credentials)
+            async with self.bulkhead.slot():
+                self.attempts += 1
+                outcome = await self._attempt(execution_id, url, credentials)
+        except BaseException:
+            self.breaker.record_abandoned()
+            raise
+        if _is_upstream_failure(outcome):
+            self.breaker.record_failure()
+        else:
+            self.breaker.record_success()
+        return outcome
+
+    async def _attempt(
+        self, execution_id: str, url: str, credentials: Credentials
+    ) -> FetchedExecution | UpstreamFailure:
+        try:
+            status, body, headers = await self._read(url, credentials)
         except _BodyTooLarge:
             return UpstreamMalformed(execution_id, f"its body is over {self._max_body} bytes")
         except httpx.DecodingError:
             return UpstreamMalformed(execution_id, "its body could not be decoded")
-        except (TimeoutError, httpx.TransportError) as exc:
+        except httpx.TransportError as exc:
             if _unreachable(exc):
                 logger.warning("upstream unreachable: %s", type(exc.__cause__ or exc).__name__)
                 return UpstreamUnavailable(
