@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway import health, rest
+from gateway.body_limit import BodySizeLimit
 from gateway.cache import MemoryCache
 from gateway.errors import ErrorCode
 from gateway.fetcher import ExecutionFetcher
@@ -54,9 +55,13 @@ def create_app(settings: Settings) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.settings = settings
+    # The last added is the outermost: the request id is set before the body is read, and
+    # is on a 413 too.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(Exception, _internal_error)
-    app.include_router(create_graphql_router())
+    app.add_exception_handler(404, rest.answer_unrouted)
+    app.include_router(create_graphql_router(settings))
     app.include_router(rest.router)
     app.include_router(health.router)
     return app

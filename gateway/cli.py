@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 from gateway.app import configure_logging, create_app
 from gateway.demo.data import seed
-from gateway.demo.upstream import DemoOptions, create_demo_app
+from gateway.demo.faults import ALL_KINDS, FaultConfig, parse_kinds
+from gateway.demo.upstream import DemoOptions, create_demo_app, create_faulty_demo_app
 from gateway.schema import build_schema
 from gateway.settings import Settings
 
@@ -131,10 +132,32 @@ def _demo_upstream(args: argparse.Namespace) -> int:
     options = DemoOptions(
         api_key=args.api_key, unknown_status=args.unknown_status, latency_ms=args.latency_ms
     )
+    try:
+        faults = FaultConfig(
+            rate=args.fault_rate,
+            seed=args.fault_seed,
+            kinds=parse_kinds(args.fault_kinds),
+            hang_seconds=args.hang_seconds,
+        )
+    except ValueError as exc:
+        print(f"polos-gateway demo-upstream: {exc}", file=sys.stderr)
+        return 2
     print(f"Demo upstream at http://{args.host}:{args.port}", flush=True)
     for label, execution_id in seed().samples.items():
         print(f"  {execution_id}  {label}", flush=True)
-    uvicorn.run(create_demo_app(options), host=args.host, port=args.port, access_log=False)
+    if faults.rate == 0:
+        uvicorn.run(create_demo_app(options), host=args.host, port=args.port, access_log=False)
+        return 0
+    kinds = ",".join(faults.kinds)
+    print(f"Injecting faults into {faults.rate:.0%} of answers: {kinds}", flush=True)
+    uvicorn.run(
+        create_faulty_demo_app(faults, options),
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        # A hung request must not hold up a stop for its whole hang.
+        timeout_graceful_shutdown=1,
+    )
     return 0
 
 
@@ -174,6 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="status for an unknown id: 404 per the spec, 500 as today's orchestrator",
     )
     demo.add_argument("--latency-ms", type=float, default=0.0, help="delay every answer")
+    demo.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        help="share of execution answers to spoil, 0..1 (default 0: no faults)",
+    )
+    demo.add_argument("--fault-seed", type=int, help="seed for reproducible faults")
+    demo.add_argument(
+        "--fault-kinds",
+        default="all",
+        help=f"comma-separated fault kinds (default all: {','.join(ALL_KINDS)})",
+    )
+    demo.add_argument(
+        "--hang-seconds", type=float, default=30.0, help="how long a hang fault holds a request"
+    )
     demo.set_defaults(run=_demo_upstream)
     return parser
 

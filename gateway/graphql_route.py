@@ -1,16 +1,42 @@
-"""GraphQL over HTTP at ``/graphql``: Strawberry's FastAPI router with our context and encoder."""
+"""GraphQL over HTTP at ``/graphql``: Strawberry's FastAPI router with our context and encoder.
+
+What it takes, besides what Strawberry checks:
+
+- ``POST`` only with ``Content-Type: application/json``. Form and text bodies (and none) are
+  what a web page may send to another origin without a CORS preflight, with the visitor's
+  cookies: they are refused with 415 and never executed, so a page cannot make a visitor's
+  browser run operations here.
+- ``GET`` runs queries only (Strawberry refuses other operations); a mutation is 405 with
+  ``Allow: POST``, as GraphQL over HTTP asks.
+- One operation per request: a JSON array (a batch) is refused.
+
+Every refusal of the request itself is a JSON body in GraphQL's error shape,
+``{"errors": [{"message": ..., "extensions": {"code": "BAD_USER_INPUT"}}]}``, where
+Strawberry alone would answer in plain text.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import overload
 
 import orjson
+from cross_web import AsyncHTTPRequestAdapter, HTTPException, parse_content_type
+from fastapi import Request, Response, WebSocket
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIWebSocketRoute
 from strawberry.fastapi import GraphQLRouter
+from strawberry.http import GraphQLRequestData
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types.unset import UNSET
 
 from gateway.context import Context
 from gateway.dependencies import LoaderDep, RequestIdDep, SettingsDep
+from gateway.errors import ErrorCode
 from gateway.schema import build_schema
+from gateway.settings import Settings
+
+JSON_MEDIA_TYPE = "application/json"
 
 
 async def get_context(
@@ -27,9 +53,67 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
             # orjson stops at 64-bit integers; payloads may hold larger ones, kept exact.
             return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        if request.method == "POST":
+            media_type, _ = parse_content_type(request.content_type or "")
+            if media_type != JSON_MEDIA_TYPE:
+                raise HTTPException(
+                    415,
+                    f"POST /graphql takes Content-Type: {JSON_MEDIA_TYPE} (got "
+                    f"{media_type or 'none'}); form and text bodies are refused so that no web "
+                    "page can send operations with its visitors' credentials.",
+                )
+            # Strawberry reads (and caches) the same body again below.
+            body = self.parse_json(await request.get_body())
+            if isinstance(body, list):
+                raise HTTPException(
+                    400, "Batched operations are not accepted: send one operation per request."
+                )
+            if not isinstance(body, dict):
+                raise HTTPException(
+                    400, "The request body must be a JSON object with a `query` member."
+                )
+        return await super().parse_http_body(request)
 
-def create_graphql_router() -> GatewayGraphQLRouter:
-    router = GatewayGraphQLRouter(build_schema(), path="/graphql", context_getter=get_context)
+    @overload
+    async def run(
+        self, request: Request, context: Context = UNSET, root_value: None = UNSET
+    ) -> Response: ...
+
+    @overload
+    async def run(
+        self, request: WebSocket, context: Context = UNSET, root_value: None = UNSET
+    ) -> WebSocket: ...
+
+    async def run(
+        self, request: Request | WebSocket, context: Context = UNSET, root_value: None = UNSET
+    ) -> Response | WebSocket:
+        if isinstance(request, WebSocket):
+            return await super().run(request, context, root_value)
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as refusal:
+            return _refusal_response(refusal)
+
+
+def _refusal_response(refusal: HTTPException) -> Response:
+    """Strawberry's refusal of a request, as a GraphQL error body instead of plain text."""
+    status, headers = refusal.status_code, {}
+    if isinstance(refusal.__cause__, InvalidOperationTypeError):
+        # An operation the method may not run (a mutation over GET).
+        status, headers = 405, {"Allow": "POST"}
+    body = {
+        "errors": [{"message": refusal.reason, "extensions": {"code": ErrorCode.BAD_USER_INPUT}}]
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_graphql_router(settings: Settings) -> GatewayGraphQLRouter:
+    router = GatewayGraphQLRouter(
+        build_schema(settings), path="/graphql", context_getter=get_context
+    )
     # The schema has no subscriptions yet: without the WebSocket route an upgrade is refused
     # (403) before it is accepted.
     router.routes = [r for r in router.routes if not isinstance(r, APIWebSocketRoute)]

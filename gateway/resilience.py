@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
@@ -33,12 +34,26 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """Leave to make one call: which period of the breaker it started in, and if it probes."""
+
+    generation: int
+    probe: bool = False
+
+
 class CircuitBreaker:
     """Usage::
 
-    if not breaker.allow():
-        fail_fast()
-    ...  # then exactly one of record_success(), record_failure(), record_abandoned()
+        permit = breaker.allow()
+        if permit is None:
+            fail_fast()
+        ...  # then exactly one of record_success(permit), record_failure(permit),
+        # record_abandoned(permit)
+
+    Only the outcome of a call started in the breaker's current period counts: a call that
+    began before the breaker opened neither closes it when it succeeds late nor extends the
+    open period when it fails late. Only the probe decides a half-open breaker.
     """
 
     def __init__(
@@ -50,6 +65,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self._generation = 0  # goes up each time the breaker opens
 
     @property
     def state(self) -> BreakerState:
@@ -59,30 +75,42 @@ class CircuitBreaker:
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
 
-    def allow(self) -> bool:
-        """May a call go to the upstream now? In half-open, only the one probe may."""
+    def allow(self) -> Permit | None:
+        """A permit to call the upstream now, or None. In half-open, only the one probe."""
         state = self.state
         if state is BreakerState.CLOSED:
-            return True
+            return Permit(self._generation)
         if state is BreakerState.HALF_OPEN and not self._probing:
             self._probing = True
-            return True
-        return False
+            return Permit(self._generation, probe=True)
+        return None
 
-    def record_success(self) -> None:
-        self._failures = 0
-        self._opened_at = None
-        self._probing = False
+    def record_success(self, permit: Permit) -> None:
+        if permit.probe or self._current(permit):
+            self._failures = 0
+            self._opened_at = None
+            self._probing = False
 
-    def record_failure(self) -> None:
-        self._failures += 1
-        if self._probing or self._failures >= self._threshold:
-            self._opened_at = self._clock()
-        self._probing = False
+    def record_failure(self, permit: Permit) -> None:
+        if permit.probe:
+            self._open()
+        elif self._current(permit):
+            self._failures += 1
+            if self._failures >= self._threshold:
+                self._open()
 
-    def record_abandoned(self) -> None:
+    def record_abandoned(self, permit: Permit) -> None:
         """The call was cancelled before it said anything: let another probe try."""
+        if permit.probe:
+            self._probing = False
+
+    def _current(self, permit: Permit) -> bool:
+        return permit.generation == self._generation and self._opened_at is None
+
+    def _open(self) -> None:
+        self._opened_at = self._clock()
         self._probing = False
+        self._generation += 1
 
 
 # How many retries the budget holds when the process starts, and at most.

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.dependencies import LoaderDep
 from gateway.errors import UpstreamAnswered, UpstreamFailure, UpstreamTimeout
 from gateway.executions import parse_execution_id
 from gateway.resilience import Overloaded
+from gateway.upstream import EXECUTIONS_PATH
 
 router = APIRouter(tags=["Executions"], redirect_slashes=False)
 
@@ -96,3 +99,19 @@ async def get_execution(execution_id: str, loader: LoaderDep) -> Response:
             headers={"retry-after": "1"},
         )
     return Response(fetched.body, media_type="application/json")
+
+
+async def answer_unrouted(request: Request, exc: Exception) -> Response:
+    """404 handler: paths under the executions route answered as the orchestrator would.
+
+    The orchestrator routes on the raw path: ``..%2Fhealth`` is one segment there, which its
+    UUID parser refuses (400, empty body), while a real ``/`` or an empty segment makes a path
+    it has no route for (404, empty body). Here the framework routes on the decoded path, so
+    such requests end up unrouted; this puts them right. Other paths get FastAPI's 404.
+    """
+    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    if not raw.startswith(EXECUTIONS_PATH.encode()):
+        assert isinstance(exc, StarletteHTTPException)
+        return await http_exception_handler(request, exc)
+    remainder = raw.removeprefix(EXECUTIONS_PATH.encode())
+    return Response(status_code=400 if remainder and b"/" not in remainder else 404)

@@ -1,27 +1,38 @@
-"""The GraphQL front door: the ``Query`` root and the schema with its error coding.
+"""The GraphQL front door: the ``Query`` root and the schema with its error coding and limits.
 
 Every error leaves with ``extensions.code``. Expected failures (``GatewayError``) carry their
 own; errors graphql-core raises about the document or its variables are ``BAD_USER_INPUT``;
 anything else is a bug, logged with its stack and shown to the client only as ``INTERNAL``
-with the request id to quote.
+with the request id to quote. What a query may ask for is capped by ``gateway.limits``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 
 import strawberry
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions import (
+    AddValidationRules,
+    DisableIntrospection,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import ExecutionResult
 
 from gateway.context import Context, Info
 from gateway.errors import BadUserInput, ErrorCode, GatewayError
 from gateway.executions import parse_execution_id
+from gateway.limits import QueryLimits, limit_rules
+from gateway.settings import Settings
 from gateway.types import Execution, Node, as_list_items
 
 logger = logging.getLogger(__name__)
@@ -120,22 +131,46 @@ class DocumentCache(ParserCache):
         yield
 
 
+# graphql-core appends every suggestion to its message as " Did you mean …?".
+_SUGGESTION = re.compile(r"\s*Did you mean .*$", re.DOTALL)
+
+
 class GatewaySchema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         """``ErrorCodes`` already logged what deserves logging; expected errors stay quiet."""
 
+    @staticmethod
+    def remove_field_suggestion(error: GraphQLError) -> None:
+        """With suggestions off, drop every "Did you mean", not only the field names Strawberry
+        drops: argument, type and enum value suggestions spell out the schema just as well."""
+        error.message = _SUGGESTION.sub("", error.message)
 
-def build_schema() -> strawberry.Schema:
-    """The gateway's schema; ``polos-gateway export-schema`` prints it as SDL."""
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    """The gateway's schema with the limits of ``settings`` (None: the defaults).
+
+    ``polos-gateway export-schema`` prints it as SDL; the limits do not change the SDL.
+    """
+    # None: the declared defaults, not the environment.
+    limits = settings if settings is not None else Settings.model_construct()
+    rules = limit_rules(limits)
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        ErrorCodes,
+        # Before the parser cache: an oversized document is refused unparsed.
+        lambda: QueryLimits(limits),
+        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+        lambda: AddValidationRules(rules),
+        # Dashboards send the same few documents over and over: parse and validate each once.
+        lambda: DocumentCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+    ]
+    if not limits.introspection_enabled:
+        extensions.append(DisableIntrospection)
     return GatewaySchema(
         query=Query,
         types=[Execution],
-        # Dashboards send the same few documents over and over: parse and validate each once.
-        extensions=[
-            ErrorCodes,
-            lambda: DocumentCache(maxsize=256),
-            lambda: ValidationCache(maxsize=256),
-        ],
+        extensions=extensions,
+        config=StrawberryConfig(disable_field_suggestions=not limits.field_suggestions_enabled),
     )

@@ -254,7 +254,8 @@ class UpstreamClient:
     async def _guarded_attempt(
         self, execution_id: str, url: str, credentials: Credentials
     ) -> FetchedExecution | UpstreamFailure:
-        if not self.breaker.allow():
+        permit = self.breaker.allow()
+        if permit is None:
             return CircuitOpen(
                 "The orchestrator is failing; the gateway is not calling it for a few seconds."
             )
@@ -263,12 +264,12 @@ class UpstreamClient:
                 self.attempts += 1
                 outcome = await self._attempt(execution_id, url, credentials)
         except BaseException:
-            self.breaker.record_abandoned()
+            self.breaker.record_abandoned(permit)
             raise
         if _is_upstream_failure(outcome):
-            self.breaker.record_failure()
+            self.breaker.record_failure(permit)
         else:
-            self.breaker.record_success()
+            self.breaker.record_success(permit)
         return outcome
 
     async def _attempt(
@@ -284,7 +285,8 @@ class UpstreamClient:
             if _unreachable(exc):
                 logger.warning("upstream unreachable: %s", type(exc.__cause__ or exc).__name__)
                 return UpstreamUnavailable(
-                    f"The orchestrator could not be reached to fetch execution {execution_id}."
+                    f"The orchestrator could not be reached, or dropped the connection, "
+                    f"while fetching execution {execution_id}."
                 )
             return UpstreamTimeout(
                 f"The orchestrator did not answer for execution {execution_id} in time."

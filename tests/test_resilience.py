@@ -28,6 +28,7 @@ from gateway.resilience import (
     Bulkhead,
     CircuitBreaker,
     Overloaded,
+    Permit,
     RetryBudget,
     backoff_delay,
     retry_after_seconds,
@@ -58,52 +59,69 @@ class Clock:
 # --- the breaker, the budget, backoff and Retry-After, on their own ---------------------
 
 
+def call(breaker: CircuitBreaker) -> Permit:
+    permit = breaker.allow()
+    assert permit is not None, "the breaker refused a call"
+    return permit
+
+
 def test_the_breaker_opens_after_consecutive_failures_and_a_success_resets_the_count() -> None:
     breaker = CircuitBreaker(threshold=3, cooldown=5, clock=Clock())
     for _ in range(2):
-        breaker.record_failure()
-    breaker.record_success()
+        breaker.record_failure(call(breaker))
+    breaker.record_success(call(breaker))
     for _ in range(2):
-        breaker.record_failure()
+        breaker.record_failure(call(breaker))
 
     before = breaker.state
-    breaker.record_failure()
+    breaker.record_failure(call(breaker))
 
     assert before is BreakerState.CLOSED
     assert breaker.state is BreakerState.OPEN
-    assert not breaker.allow()
+    assert breaker.allow() is None
 
 
 def test_after_the_cooldown_one_probe_goes_through_and_decides() -> None:
     clock = Clock()
     breaker = CircuitBreaker(threshold=1, cooldown=5, clock=clock)
-    breaker.record_failure()
+    breaker.record_failure(call(breaker))
 
     clock.now += 4.9
-    assert not breaker.allow()
+    assert breaker.allow() is None
     clock.now += 0.1
-    assert breaker.allow()  # the probe
-    assert not breaker.allow()  # nobody else while it runs
-    breaker.record_failure()
+    probe = call(breaker)
+    assert probe.probe
+    assert breaker.allow() is None  # nobody else while it runs
+    breaker.record_failure(probe)
     reopened = breaker.state  # the cooldown starts again
     clock.now += 5
-    assert breaker.allow()
-    breaker.record_success()
+    breaker.record_success(call(breaker))
 
     assert reopened is BreakerState.OPEN
     assert breaker.state is BreakerState.CLOSED
     assert all(breaker.allow() for _ in range(3))
 
 
+def test_a_late_failure_of_a_call_from_before_the_opening_does_not_extend_it() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=1, cooldown=5, clock=clock)
+    early, late = call(breaker), call(breaker)
+    breaker.record_failure(early)  # opens at 100
+    clock.now += 4
+    breaker.record_failure(late)  # began before the opening: ignored
+    clock.now += 1
+
+    assert breaker.state is BreakerState.HALF_OPEN
+
+
 def test_an_abandoned_probe_lets_another_probe_try() -> None:
     clock = Clock()
     breaker = CircuitBreaker(threshold=1, cooldown=1, clock=clock)
-    breaker.record_failure()
+    breaker.record_failure(call(breaker))
     clock.now += 1
 
-    assert breaker.allow()
-    breaker.record_abandoned()
-    assert breaker.allow()
+    breaker.record_abandoned(call(breaker))
+    assert breaker.allow() is not None
 
 
 def test_the_retry_budget_allows_a_burst_then_only_its_share_of_attempts() -> None:

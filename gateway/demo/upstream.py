@@ -11,12 +11,18 @@ Usage::
     polos-gateway demo-upstream --port 9000
     curl localhost:9000/api/v1/executions/<id>
     curl localhost:9000/_demo/stats        # execution requests answered so far
+
+    polos-gateway demo-upstream --port 9000 --fault-rate 0.3 --fault-seed 7
+    curl localhost:9000/_demo/stats        # ... and the faults injected, by kind
+
+``create_faulty_demo_app`` wraps the demo in ``gateway.demo.faults.FaultInjector``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -25,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.demo.data import DemoStore, seed
+from gateway.demo.faults import FaultConfig, FaultInjector
 from gateway.executions import parse_execution_id
 
 DEMO_PROJECT_ID = "demo-project"
@@ -58,9 +65,16 @@ def _check_auth(request: Request, api_key: str) -> Response | None:
 
 
 def create_demo_app(
-    options: DemoOptions | None = None, store: DemoStore | None = None
+    options: DemoOptions | None = None,
+    store: DemoStore | None = None,
+    *,
+    extra_stats: Mapping[str, Callable[[], object]] | None = None,
 ) -> Starlette:
-    """The demo upstream as an ASGI app."""
+    """The demo upstream as an ASGI app.
+
+    ``extra_stats`` adds sections to ``/_demo/stats``, each computed when it is asked for
+    (``create_faulty_demo_app`` adds the injected faults as ``"faults"``).
+    """
     options = options or DemoOptions()
     executions = (store or seed()).executions
 
@@ -91,7 +105,8 @@ def create_demo_app(
 
     async def stats(_: Request) -> Response:
         """How many execution requests it has answered: what a benchmark counts."""
-        return JSONResponse(served)
+        sections = {name: compute() for name, compute in (extra_stats or {}).items()}
+        return JSONResponse({**served, **sections})
 
     return Starlette(
         routes=[
@@ -100,3 +115,18 @@ def create_demo_app(
             Route("/_demo/stats", stats),
         ]
     )
+
+
+def create_faulty_demo_app(
+    faults: FaultConfig, options: DemoOptions | None = None, store: DemoStore | None = None
+) -> FaultInjector:
+    """The demo upstream behind a ``FaultInjector``; ``/_demo/stats`` adds ``"faults"``.
+
+    ``execution_requests`` counts only the requests that reached the demo itself: a fault
+    answered by the injector alone (malformed, wrong_shape, burst, rate_limited, an abandoned
+    hang) is counted under ``faults`` instead.
+    """
+    # The stats route asks the injector only when called, by which time it exists.
+    app = create_demo_app(options, store, extra_stats={"faults": lambda: injector.stats()})
+    injector = FaultInjector(app, faults)
+    return injector
