@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest schema clean
+.PHONY: run test lint typecheck pytest os-packages schema bench soak clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
 ## run: serve the gateway on the embedded demo upstream (GraphiQL at /graphql)
 run: $(VENV)/.installed
 	$(BIN)/polos-gateway serve --demo --host $(HOST) --port $(PORT)
@@ -26,18 +30,32 @@ run: $(VENV)/.installed
 test: lint typecheck pytest
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check gateway tests
-	$(BIN)/ruff format --check gateway tests
+	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev
+pytest: $(VENV)/.installed-dev os-packages
 	$(BIN)/pytest
+
+# What the suite runs besides Python: a real redis-server for the shared-cache tests.
+os-packages:
+	@command -v redis-server >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 
 ## schema: rewrite schema.graphql from the code
 schema: $(VENV)/.installed
 	$(BIN)/polos-gateway export-schema > schema.graphql
+
+## bench: measure the gateway against the demo upstream; rewrites docs/benchmarks.md and .png
+bench: $(VENV)/.installed-bench
+	command -v hey >/dev/null || (apt-get update && apt-get install -y hey)
+	$(BIN)/python bench/run.py
+
+## soak: thousands of requests through a faulty upstream that also goes down and comes back
+soak: $(VENV)/.installed
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -20,10 +20,11 @@ from fastapi.responses import JSONResponse
 
 from gateway import health, rest
 from gateway.body_limit import BodySizeLimit
-from gateway.cache import MemoryCache
+from gateway.cache import ExecutionCache, MemoryCache
 from gateway.errors import ErrorCode
 from gateway.fetcher import ExecutionFetcher
 from gateway.graphql_route import create_graphql_router
+from gateway.redis_cache import RedisCache, TieredCache
 from gateway.request_id import HEADER, RequestIdMiddleware
 from gateway.settings import Settings
 from gateway.upstream import UpstreamClient
@@ -41,9 +42,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with UpstreamClient(settings) as upstream:
+        async with UpstreamClient(settings) as upstream, _open_cache(settings) as (cache, shared):
             app.state.upstream = upstream
-            app.state.fetcher = ExecutionFetcher(upstream, settings, cache=_cache_for(settings))
+            app.state.shared_cache = shared
+            secret = settings.cache_key_secret
+            app.state.fetcher = ExecutionFetcher(
+                upstream,
+                settings,
+                cache=cache,
+                secret=None if secret is None else secret.get_secret_value().encode(),
+            )
             yield
 
     app = FastAPI(
@@ -67,10 +75,34 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _cache_for(settings: Settings) -> MemoryCache | None:
+@asynccontextmanager
+async def _open_cache(
+    settings: Settings,
+) -> AsyncIterator[tuple[ExecutionCache | None, RedisCache | None]]:
+    """The cache (None when off) and its Redis tier (None unless configured)."""
     if not settings.cache_enabled:
-        return None
-    return MemoryCache(max_entries=settings.cache_max_entries, max_bytes=settings.cache_max_bytes)
+        yield None, None
+        return
+    memory = MemoryCache(max_entries=settings.cache_max_entries, max_bytes=settings.cache_max_bytes)
+    if settings.redis_url is None:
+        yield memory, None
+        return
+    try:
+        from redis.asyncio import Redis
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise RuntimeError(
+            "POLOS_GATEWAY_REDIS_URL is set but redis is not installed: "
+            "pip install 'polos-gateway[redis]'"
+        ) from exc
+    timeout = settings.redis_timeout
+    client = Redis.from_url(
+        str(settings.redis_url), socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    shared = RedisCache(client)
+    try:
+        yield TieredCache(memory, shared), shared
+    finally:
+        await shared.aclose()
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

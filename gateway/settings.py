@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, RedisDsn, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway.credentials import ALLOWED_COOKIES, ALLOWED_HEADERS
@@ -188,6 +188,20 @@ class Settings(BaseSettings):
         default=64 * 2**20, ge=0, description="Most bytes of answers the in-process cache holds."
     )
 
+    redis_url: RedisDsn | None = Field(
+        default=None,
+        description="Redis for a cache shared by every replica, under each process's own "
+        "(needs the redis extra). Unset: in-process cache only.",
+    )
+    redis_timeout: PositiveSeconds = Field(
+        default=0.1, description="Seconds one Redis command may take before it is skipped."
+    )
+    cache_key_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the credential fingerprints; the same in every replica sharing "
+        "Redis (required with it). Unset without Redis: a random one per process.",
+    )
+
     forward_headers: Annotated[list[str], NoDecode] = Field(
         default=sorted(ALLOWED_HEADERS),
         description="Request headers forwarded to the upstream (a subset of the contract's).",
@@ -234,6 +248,15 @@ class Settings(BaseSettings):
         if value is not None and (value.username or value.password):
             raise ValueError("the upstream URL must not hold credentials: clients send their own")
         return value
+
+    @model_validator(mode="after")
+    def _redis_needs_a_shared_secret(self) -> Settings:
+        if self.redis_url is not None and self.cache_key_secret is None:
+            raise ValueError(
+                "redis_url needs cache_key_secret: replicas share cached answers only when "
+                "they fingerprint credentials with the same secret"
+            )
+        return self
 
     @model_validator(mode="after")
     def _timeouts_fit_together(self) -> Settings:

@@ -21,8 +21,8 @@ from gateway.demo.faults import ALL_KINDS, FaultConfig, FaultInjector, FaultKind
 from gateway.demo.upstream import create_faulty_demo_app
 from gateway.resilience import BreakerState, CircuitBreaker
 from tests.conftest import StartGateway, error_codes, graphql
+from tests.processes import ROOT, free_port, running
 from tests.servers import serve
-from tests.test_cli import ROOT, free_port, running
 
 ID = demo_id("research")
 LEAF = demo_id("research/planner/search-0/summarise/llm")
