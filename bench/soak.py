@@ -75,7 +75,8 @@ CONTRACT_CODES = frozenset(
 # Statuses the gateway may answer with in its own {"error", "error_type"} shape.
 GATEWAY_STATUSES = frozenset({502, 503, 504})
 
-# The gateway's settings for the soak: short timeouts, no shared cache, a quick breaker.
+# The gateway's settings for the soak: short timeouts, no shared cache, a quick breaker that
+# trips on the outage rather than on the scattered faults, so retries get exercised too.
 REQUEST_DEADLINE = 3.0
 GATEWAY_SETTINGS = {
     "log_level": "warning",
@@ -85,6 +86,7 @@ GATEWAY_SETTINGS = {
     "request_deadline": str(REQUEST_DEADLINE),
     "cache_enabled": "false",
     "breaker_cooldown": "1",
+    "breaker_failure_threshold": "25",
 }
 GATEWAY_ENV = {f"POLOS_GATEWAY_{name.upper()}": value for name, value in GATEWAY_SETTINGS.items()}
 # How the gateway says its circuit breaker is open (gateway.upstream.UpstreamClient).
