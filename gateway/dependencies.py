@@ -1,6 +1,8 @@
-"""Per-request objects for FastAPI routes: settings, the caller's credentials, a fresh loader.
+"""Per-request objects for the front doors: the caller's credentials and a fresh loader.
 
-They take an ``HTTPConnection`` rather than a ``Request`` so they serve WebSocket routes too.
+Each is one flat function of the connection, so a request pays for one dependency rather
+than a tree of them (FastAPI's dependency solving showed in the profile). They take an
+``HTTPConnection`` rather than a ``Request`` so they serve WebSocket routes too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from gateway.settings import Settings
 from gateway.upstream import UpstreamClient
 
 
-async def get_settings(connection: HTTPConnection) -> Settings:
+def settings_of(connection: HTTPConnection) -> Settings:
     settings: Settings = connection.app.state.settings
     return settings
 
@@ -28,31 +30,18 @@ async def get_upstream(connection: HTTPConnection) -> UpstreamClient:
     return upstream
 
 
-async def get_fetcher(connection: HTTPConnection) -> ExecutionFetcher:
-    fetcher: ExecutionFetcher = connection.app.state.fetcher
-    return fetcher
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 UpstreamDep = Annotated[UpstreamClient, Depends(get_upstream)]
-FetcherDep = Annotated[ExecutionFetcher, Depends(get_fetcher)]
 
 
-async def get_credentials(connection: HTTPConnection, settings: SettingsDep) -> Credentials:
-    return Credentials.from_request(
+def request_loader(connection: HTTPConnection) -> ExecutionLoader:
+    """A loader for this request alone, with its credentials: its memo serves no other."""
+    settings = settings_of(connection)
+    fetcher: ExecutionFetcher = connection.app.state.fetcher
+    credentials = Credentials.from_request(
         connection.headers,
         header_names=settings.forward_headers,
         cookie_names=settings.forward_cookies,
     )
-
-
-CredentialsDep = Annotated[Credentials, Depends(get_credentials)]
-
-
-async def get_loader(
-    fetcher: FetcherDep, credentials: CredentialsDep, settings: SettingsDep
-) -> ExecutionLoader:
-    """A loader for this request alone: its memo never serves another request."""
     return ExecutionLoader(
         fetcher,
         credentials,
@@ -62,12 +51,13 @@ async def get_loader(
     )
 
 
+async def get_loader(connection: HTTPConnection) -> ExecutionLoader:
+    return request_loader(connection)
+
+
 LoaderDep = Annotated[ExecutionLoader, Depends(get_loader)]
 
 
-async def get_request_id(connection: HTTPConnection) -> str:
+def request_id_of(connection: HTTPConnection) -> str:
     request_id: str = connection.state.request_id
     return request_id
-
-
-RequestIdDep = Annotated[str, Depends(get_request_id)]

@@ -25,13 +25,14 @@ from cross_web import AsyncHTTPRequestAdapter, HTTPException, parse_content_type
 from fastapi import Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIWebSocketRoute
+from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLRequestData
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.unset import UNSET
 
 from gateway.context import Context
-from gateway.dependencies import LoaderDep, RequestIdDep, SettingsDep
+from gateway.dependencies import request_id_of, request_loader, settings_of
 from gateway.errors import ErrorCode
 from gateway.schema import build_schema
 from gateway.settings import Settings
@@ -39,10 +40,12 @@ from gateway.settings import Settings
 JSON_MEDIA_TYPE = "application/json"
 
 
-async def get_context(
-    loader: LoaderDep, settings: SettingsDep, request_id: RequestIdDep
-) -> Context:
-    return Context(loader=loader, settings=settings, request_id=request_id)
+async def get_context(connection: HTTPConnection) -> Context:
+    return Context(
+        loader=request_loader(connection),
+        settings=settings_of(connection),
+        request_id=request_id_of(connection),
+    )
 
 
 class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
