@@ -24,7 +24,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 
 ## run: serve the gateway on the embedded demo upstream (GraphiQL at /graphql)
 run: $(VENV)/.installed
-	$(BIN)/polos-gateway serve --demo --host $(HOST) --port $(PORT)
+	POLOS_GATEWAY_LOG_FORMAT=text $(BIN)/polos-gateway serve --demo --host $(HOST) --port $(PORT)
 
 ## test: lint, type-check and run the whole suite
 test: lint typecheck pytest

@@ -18,7 +18,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from gateway import health, rest
+from gateway import health, metrics, rest
+from gateway.access_log import AccessLog, configure_logging
 from gateway.body_limit import BodySizeLimit
 from gateway.cache import ExecutionCache, MemoryCache
 from gateway.errors import ErrorCode
@@ -64,14 +65,16 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     # The last added is the outermost: the request id is set before the body is read, and
-    # is on a 413 too.
+    # is on a 413 too, as is the access log line.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(AccessLog)
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(Exception, _internal_error)
     app.add_exception_handler(404, rest.answer_unrouted)
     app.include_router(create_graphql_router(settings))
     app.include_router(rest.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app
 
 
@@ -125,10 +128,5 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 def app_from_environment() -> FastAPI:
     """``create_app`` with settings read from ``POLOS_GATEWAY_*`` variables."""
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)
-
-
-def configure_logging(level: str) -> None:
-    """Send the gateway's own log records to stderr at ``level``, beside uvicorn's."""
-    logging.basicConfig(level=level.upper(), format="%(levelname)-9s %(name)s: %(message)s")

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.metrics import CACHE_EVICTIONS, CACHE_HITS, CACHE_MISSES
+
 
 @dataclass(frozen=True, slots=True)
 class CacheKey:
@@ -88,15 +90,20 @@ class MemoryCache:
     async def get(self, key: CacheKey) -> CachedAnswer | None:
         entry = self._entries.get(key)
         if entry is None:
-            self.misses += 1
+            self._miss()
             return None
         if entry.expires_at <= self._clock():
             self._remove(key)
-            self.misses += 1
+            self._miss()
             return None
         self._entries.move_to_end(key)
         self.hits += 1
+        CACHE_HITS.labels("memory").inc()
         return entry.answer
+
+    def _miss(self) -> None:
+        self.misses += 1
+        CACHE_MISSES.labels("memory").inc()
 
     async def put(self, key: CacheKey, answer: CachedAnswer, ttl: float) -> None:
         size = answer.size + ENTRY_OVERHEAD
@@ -110,6 +117,7 @@ class MemoryCache:
             oldest = next(iter(self._entries))
             self._remove(oldest)
             self.evictions += 1
+            CACHE_EVICTIONS.labels("memory").inc()
 
     def _remove(self, key: CacheKey) -> None:
         entry = self._entries.pop(key)

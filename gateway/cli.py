@@ -14,18 +14,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 
 import uvicorn
 from pydantic import ValidationError
 
-from gateway.app import configure_logging, create_app
+from gateway.access_log import configure_logging
+from gateway.app import create_app
 from gateway.demo.data import seed
 from gateway.demo.faults import ALL_KINDS, FaultConfig, parse_kinds
 from gateway.demo.upstream import DemoOptions, create_demo_app, create_faulty_demo_app
+from gateway.metrics import MULTIPROC_DIR_VARIABLE
 from gateway.schema import build_schema
 from gateway.settings import Settings
 
@@ -98,7 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         print("polos-gateway: invalid settings:\n" + "\n".join(problems), file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if args.demo or settings.upstream_url is None:
         if not args.demo:
             logging.getLogger("gateway").warning(
@@ -113,18 +117,29 @@ def _serve(args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
+            access_log=False,  # the gateway writes its own line per request
         )
         return 0
     # Worker processes import the app by name and read their settings from the environment.
     os.environ["POLOS_GATEWAY_UPSTREAM_URL"] = settings.upstream_base
-    uvicorn.run(
-        "gateway.app:app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-    )
+    # Workers must see the metrics directory before they import prometheus-client.
+    own_metrics_dir = None
+    if not os.environ.get(MULTIPROC_DIR_VARIABLE):
+        own_metrics_dir = tempfile.mkdtemp(prefix="polos-gateway-metrics-")
+        os.environ[MULTIPROC_DIR_VARIABLE] = own_metrics_dir
+    try:
+        uvicorn.run(
+            "gateway.app:app_from_environment",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            access_log=False,
+        )
+    finally:
+        if own_metrics_dir is not None:
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
     return 0
 
 

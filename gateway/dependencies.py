@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection
 from gateway.credentials import Credentials
 from gateway.fetcher import ExecutionFetcher
 from gateway.loaders import ExecutionLoader
+from gateway.request_stats import SCOPE_KEY
 from gateway.settings import Settings
 from gateway.upstream import UpstreamClient
 
@@ -48,6 +49,8 @@ def request_loader(connection: HTTPConnection) -> ExecutionLoader:
         max_fetches=settings.max_fetches_per_request,
         deadline=asyncio.get_running_loop().time() + settings.request_deadline,
         batching=settings.batching_enabled,
+        # The access log middleware's record of this request (absent on a WebSocket).
+        stats=connection.scope.get("state", {}).get(SCOPE_KEY),
     )
 
 

@@ -19,6 +19,7 @@ from gateway.cache import CachedAnswer, CacheKey, ExecutionCache
 from gateway.credentials import Credentials, credential_fingerprint
 from gateway.errors import UpstreamAnswered
 from gateway.executions import FetchedExecution, decode_execution
+from gateway.request_stats import RequestStats
 from gateway.settings import Settings
 from gateway.singleflight import SingleFlight
 from gateway.upstream import UpstreamClient
@@ -51,21 +52,29 @@ class ExecutionFetcher:
         self._not_found_ttl = settings.cache_not_found_ttl
         self.flights: SingleFlight[CacheKey, FetchedExecution] = SingleFlight()
 
-    async def fetch(self, execution_id: str, credentials: Credentials) -> FetchedExecution:
+    async def fetch(
+        self, execution_id: str, credentials: Credentials, stats: RequestStats | None = None
+    ) -> FetchedExecution:
+        """``stats``, when given, counts this request's cache hits and upstream calls."""
+        stats = stats if stats is not None else RequestStats()
         if self._cache is None:
+            stats.upstream_calls += 1
             return await self._upstream.fetch_execution(execution_id, credentials)
         key = CacheKey(credential_fingerprint(credentials, self._secret), execution_id)
         cached = await self._cache.get(key)
         if cached is not None:
+            stats.cache_hits += 1
             return _replay(execution_id, cached)
+        # Only the request that starts the shared call counts it; those joining it do not.
         return await self.flights.run(
-            key, lambda: self._fetch_and_keep(key, execution_id, credentials)
+            key, lambda: self._fetch_and_keep(key, execution_id, credentials, stats)
         )
 
     async def _fetch_and_keep(
-        self, key: CacheKey, execution_id: str, credentials: Credentials
+        self, key: CacheKey, execution_id: str, credentials: Credentials, stats: RequestStats
     ) -> FetchedExecution:
         assert self._cache is not None
+        stats.upstream_calls += 1
         try:
             fetched = await self._upstream.fetch_execution(execution_id, credentials)
         except UpstreamAnswered as answer:

@@ -17,6 +17,8 @@ from gateway.credentials import Credentials
 from gateway.errors import QueryTooComplex, UpstreamTimeout
 from gateway.executions import FetchedExecution
 from gateway.fetcher import ExecutionFetcher
+from gateway.metrics import LOADER_BATCH_SIZE
+from gateway.request_stats import RequestStats
 
 
 class ExecutionLoader(DataLoader[str, FetchedExecution]):
@@ -40,6 +42,7 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
         max_fetches: int,
         deadline: float | None = None,
         batching: bool = True,
+        stats: RequestStats | None = None,
     ) -> None:
         # batching=False is the naive gateway kept for comparison: one call per field.
         super().__init__(batch=batching, cache=batching)
@@ -47,7 +50,8 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
         self._credentials = credentials
         self._max_fetches = max_fetches
         self._deadline = deadline
-        # One entry per upstream round: what the tests count and the metrics will report.
+        self.stats = stats if stats is not None else RequestStats()
+        # One entry per upstream round: what the tests count and the metrics report.
         self.batch_sizes: list[int] = []
 
     @property
@@ -60,6 +64,7 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
         allowed = max(0, min(len(keys), self._max_fetches - self.fetches))
         if allowed:
             self.batch_sizes.append(allowed)
+            LOADER_BATCH_SIZE.observe(allowed)
         fetched: list[FetchedExecution | BaseException] = await asyncio.gather(
             *(self._fetch_by_deadline(key) for key in keys[:allowed]),
             return_exceptions=True,
@@ -74,7 +79,7 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
         """Fetch, but give up when the request's deadline passes (a shared call goes on)."""
         try:
             async with asyncio.timeout_at(self._deadline):
-                return await self._fetcher.fetch(key, self._credentials)
+                return await self._fetcher.fetch(key, self._credentials, self.stats)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"The request's deadline passed before execution {key} could be fetched."

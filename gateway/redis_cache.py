@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.cache import CachedAnswer, CacheKey, MemoryCache
+from gateway.metrics import CACHE_HITS, CACHE_MISSES
 from gateway.resilience import BreakerState, CircuitBreaker, Permit
 
 if TYPE_CHECKING:
@@ -94,8 +95,10 @@ class RedisCache:
         self.breaker.record_success(permit)
         if raw is None or ttl_ms is None or ttl_ms <= 0:
             self.misses += 1
+            CACHE_MISSES.labels("redis").inc()
             return None
         self.hits += 1
+        CACHE_HITS.labels("redis").inc()
         return decode_answer(raw), ttl_ms / 1000
 
     async def put(self, key: CacheKey, answer: CachedAnswer, ttl: float) -> None:

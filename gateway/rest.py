@@ -85,20 +85,23 @@ async def get_execution(execution_id: str, loader: LoaderDep) -> Response:
         return Response(status_code=400)  # the orchestrator's answer: 400, empty body
     try:
         fetched = await loader.load(canonical)
-    except UpstreamAnswered as answer:
-        if answer.status < 400:
-            # A redirect or an odd success is nothing an orchestrator client could act on.
-            return _gateway_error(answer)
-        return Response(answer.body, status_code=answer.status, headers=dict(answer.headers))
-    except UpstreamFailure as failure:
-        return _gateway_error(failure)
-    except Overloaded as shed:
+    except (UpstreamFailure, Overloaded) as failure:
+        loader.stats.error_codes.append(failure.code.value)
+        return _failure_response(failure)
+    return Response(fetched.body, media_type="application/json")
+
+
+def _failure_response(failure: UpstreamFailure | Overloaded) -> Response:
+    if isinstance(failure, Overloaded):
         return JSONResponse(
-            {"error": shed.message, "error_type": shed.code.value},
+            {"error": failure.message, "error_type": failure.code.value},
             status_code=503,
             headers={"retry-after": "1"},
         )
-    return Response(fetched.body, media_type="application/json")
+    if isinstance(failure, UpstreamAnswered) and failure.status >= 400:
+        return Response(failure.body, status_code=failure.status, headers=dict(failure.headers))
+    # A redirect or an odd success is nothing an orchestrator client could act on.
+    return _gateway_error(failure)
 
 
 async def answer_unrouted(request: Request, exc: Exception) -> Response:

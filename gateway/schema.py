@@ -32,6 +32,7 @@ from gateway.context import Context, Info
 from gateway.errors import BadUserInput, ErrorCode, GatewayError
 from gateway.executions import parse_execution_id
 from gateway.limits import QueryLimits, limit_rules
+from gateway.metrics import GRAPHQL_OPERATIONS, OPERATION_NAMES
 from gateway.settings import Settings
 from gateway.types import Execution, Node, as_list_items
 
@@ -116,6 +117,28 @@ class ErrorCodes(SchemaExtension):
         )
 
 
+class OperationStats(SchemaExtension):
+    """Counts the operation by name and outcome, and notes both for the access log.
+
+    Listed before ``ErrorCodes``, so it sees the errors after they got their codes.
+    """
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        context = self.execution_context
+        result = context.result
+        codes = [
+            str((error.extensions or {}).get("code", ErrorCode.INTERNAL.value))
+            for error in (result.errors or [] if result is not None else [])
+        ]
+        name = context.operation_name
+        GRAPHQL_OPERATIONS.labels(OPERATION_NAMES.label(name), codes[0] if codes else "ok").inc()
+        if isinstance(context.context, Context):
+            stats = context.context.loader.stats
+            stats.operation_name = None if name is None else name[: OPERATION_NAMES.length]
+            stats.error_codes.extend(codes)
+
+
 class DocumentCache(ParserCache):
     """Strawberry's parser cache, except that a document that fails to parse is left to
     Strawberry's own parse step, whose error goes through ``ErrorCodes`` like any other."""
@@ -157,6 +180,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     limits = settings if settings is not None else Settings.model_construct()
     rules = limit_rules(limits)
     extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        OperationStats,
         ErrorCodes,
         # Before the parser cache: an oversized document is refused unparsed.
         lambda: QueryLimits(limits),

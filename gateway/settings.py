@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Log level of the gateway and its server."
     )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="The gateway's log lines: one JSON object each, or text for people.",
+    )
 
     connect_timeout: PositiveSeconds = Field(
         default=2.0, description="Seconds to open a connection to the upstream."

@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
+from gateway.metrics import SINGLE_FLIGHT_JOINS
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -37,6 +39,7 @@ class SingleFlight(Generic[K, V]):
             task.add_done_callback(lambda done: self._forget(key, done))
         else:
             self.joins += 1
+            SINGLE_FLIGHT_JOINS.inc()
         # shield: cancelling this waiter must not cancel the call the others wait for.
         return await asyncio.shield(task)
 

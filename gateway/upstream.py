@@ -32,9 +32,17 @@ from gateway.executions import (
     decode_execution,
     parse_execution_id,
 )
+from gateway.metrics import (
+    BREAKER_STATE,
+    UPSTREAM_IN_FLIGHT,
+    UPSTREAM_LATENCY,
+    UPSTREAM_REQUESTS,
+)
 from gateway.resilience import (
+    BreakerState,
     Bulkhead,
     CircuitBreaker,
+    Overloaded,
     RetryBudget,
     backoff_delay,
     retry_after_seconds,
@@ -131,6 +139,30 @@ def _build_http_client(settings: Settings) -> httpx.AsyncClient:
         trust_env=False,
         headers={"accept": "application/json", "user-agent": "polos-gateway"},
     )
+
+
+def _outcome_labels(outcome: FetchedExecution | UpstreamFailure) -> tuple[str, str]:
+    """``(outcome, status)`` labels of one attempt's outcome for the requests metric."""
+    if isinstance(outcome, FetchedExecution):
+        return "ok", "200"
+    if isinstance(outcome, UpstreamAnswered):
+        return "answered", str(outcome.status)
+    if isinstance(outcome, UpstreamMalformed):
+        return "malformed", "none"
+    if isinstance(outcome, UpstreamTimeout):
+        return "timeout", "none"
+    return "unavailable", "none"
+
+
+def _count_attempt(outcome: str, status: str = "none") -> None:
+    UPSTREAM_REQUESTS.labels(outcome, status).inc()
+
+
+_BREAKER_GAUGE_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+
+
+def _show_breaker(breaker: CircuitBreaker) -> None:
+    BREAKER_STATE.set(_BREAKER_GAUGE_VALUE[breaker.state])
 
 
 class CircuitOpen(UpstreamUnavailable):
@@ -256,20 +288,31 @@ class UpstreamClient:
     ) -> FetchedExecution | UpstreamFailure:
         permit = self.breaker.allow()
         if permit is None:
+            _count_attempt("circuit_open")
+            _show_breaker(self.breaker)
             return CircuitOpen(
                 "The orchestrator is failing; the gateway is not calling it for a few seconds."
             )
         try:
             async with self.bulkhead.slot():
                 self.attempts += 1
-                outcome = await self._attempt(execution_id, url, credentials)
-        except BaseException:
+                with UPSTREAM_IN_FLIGHT.track_inprogress(), UPSTREAM_LATENCY.time():
+                    outcome = await self._attempt(execution_id, url, credentials)
+        except Overloaded:
+            _count_attempt("shed")
             self.breaker.record_abandoned(permit)
             raise
+        except BaseException:
+            # Cancelled: the call's deadline passed, or every request waiting for it left.
+            _count_attempt("abandoned")
+            self.breaker.record_abandoned(permit)
+            raise
+        _count_attempt(*_outcome_labels(outcome))
         if _is_upstream_failure(outcome):
             self.breaker.record_failure(permit)
         else:
             self.breaker.record_success(permit)
+        _show_breaker(self.breaker)
         return outcome
 
     async def _attempt(

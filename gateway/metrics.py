@@ -1,0 +1,122 @@
+"""Prometheus metrics of the process, and ``GET /metrics`` to scrape them.
+
+Every metric is defined here, once per process, in prometheus-client's default registry: the
+test suite builds many apps in one process, and they all count into the same metrics. Label
+values are bounded: routes are templates, operation names are cleaned and capped, ids never
+appear.
+
+With ``--workers`` > 1 every worker writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus-client's multiprocess mode, chosen when the variable is set before the worker
+imports it; ``polos-gateway serve`` sets it), and ``/metrics`` adds up all the workers' files,
+whichever worker is scraped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+
+from fastapi import APIRouter, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+UPSTREAM_REQUESTS = Counter(
+    "polos_gateway_upstream_requests",
+    "Upstream GETs by outcome and HTTP status (none when there was no answer), retries included.",
+    ["outcome", "status"],
+)
+UPSTREAM_LATENCY = Histogram(
+    "polos_gateway_upstream_request_duration_seconds",
+    "Seconds one upstream GET took, from sending to the last body byte.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+UPSTREAM_IN_FLIGHT = Gauge(
+    "polos_gateway_upstream_in_flight",
+    "Upstream GETs in flight now.",
+    multiprocess_mode="livesum",
+)
+BREAKER_STATE = Gauge(
+    "polos_gateway_upstream_breaker_state",
+    "The upstream circuit breaker as last seen by a call: 0 closed, 1 half-open, 2 open.",
+    multiprocess_mode="livemax",
+)
+LOADER_BATCH_SIZE = Histogram(
+    "polos_gateway_loader_batch_size",
+    "Executions fetched per loader batch (one upstream round of one request).",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+CACHE_HITS = Counter("polos_gateway_cache_hits", "Cache lookups answered.", ["backend"])
+CACHE_MISSES = Counter("polos_gateway_cache_misses", "Cache lookups not answered.", ["backend"])
+CACHE_EVICTIONS = Counter(
+    "polos_gateway_cache_evictions", "Entries dropped to stay within the bounds.", ["backend"]
+)
+SINGLE_FLIGHT_JOINS = Counter(
+    "polos_gateway_single_flight_joins",
+    "Fetches that joined an identical upstream call already in flight instead of making one.",
+)
+GRAPHQL_OPERATIONS = Counter(
+    "polos_gateway_graphql_operations",
+    "GraphQL operations by operation name and outcome (ok, or the first error's code).",
+    ["operation", "outcome"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "polos_gateway_http_request_duration_seconds",
+    "Seconds to answer an HTTP request, by method, route template and status class.",
+    ["method", "route", "status_class"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+class BoundedNames:
+    """Client-chosen names made into label values: cleaned, cut, and at most ``limit``
+    distinct ones (per process); later new names are all ``other``."""
+
+    def __init__(self, limit: int = 100, length: int = 64) -> None:
+        self.limit = limit
+        self.length = length
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()  # the test suite serves apps from several threads
+
+    def label(self, name: str | None) -> str:
+        if not name:
+            return "anonymous"
+        cleaned = _NOT_A_NAME_CHARACTER.sub("", name)[: self.length] or "other"
+        with self._lock:
+            if cleaned not in self._seen:
+                if len(self._seen) >= self.limit:
+                    return "other"
+                self._seen.add(cleaned)
+        return cleaned
+
+
+_NOT_A_NAME_CHARACTER = re.compile(r"[^A-Za-z0-9_]")
+OPERATION_NAMES = BoundedNames()
+
+
+def exposition() -> bytes:
+    """The metrics in Prometheus text format: of every worker in multiprocess mode."""
+    if os.environ.get(MULTIPROC_DIR_VARIABLE):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", response_class=Response)
+def metrics() -> Response:
+    """Prometheus text exposition (a plain ``def``: multiprocess mode reads files)."""
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,133 @@
+"""One access-log line per request on ``gateway.access``: JSON, with the request's own facts
+and never a credential."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.access_log import TEXT_FORMAT, JsonFormatter
+from tests.conftest import StartGateway
+from tests.servers import Recorder
+
+ROOT_ID = "f13cf9c2-9eff-5486-a927-c43988a27bdf"
+UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
+SECRET_TOKEN = "sk_never_log_this_token"
+SECRET_COOKIE = "never-log-this-cookie"
+
+
+def access_lines(caplog: pytest.LogCaptureFixture, request_id: str) -> list[dict[str, Any]]:
+    formatter = JsonFormatter()
+    lines = [
+        json.loads(formatter.format(record))
+        for record in caplog.records
+        if record.name == "gateway.access"
+    ]
+    return [line for line in lines if line["request_id"] == request_id]
+
+
+def test_a_graphql_request_logs_one_json_line_with_its_id_operation_calls_and_errors(
+    gateway: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    query = "query TwoOfThem($ids: [ID!]!) { executions(ids: $ids) { id } }"
+
+    response = gateway.post(
+        "/graphql",
+        json={"query": query, "variables": {"ids": [ROOT_ID, UNKNOWN_ID]}},
+        headers={"X-Request-ID": "trace-me-123"},
+    )
+
+    assert response.headers["x-request-id"] == "trace-me-123"
+    [line] = access_lines(caplog, "trace-me-123")
+    assert line["logger"] == "gateway.access"
+    assert line["level"] == "info"
+    assert line["method"] == "POST"
+    assert line["route"] == "/graphql"
+    assert line["status"] == 200
+    assert isinstance(line["duration_ms"], float)
+    assert line["operation_name"] == "TwoOfThem"
+    assert line["upstream_calls"] == 2
+    assert line["cache_hits"] == 0
+    assert line["error_codes"] == ["NOT_FOUND"]
+
+
+def test_a_warm_request_logs_its_cache_hits_and_no_upstream_calls(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    client = start_gateway(upstream[0])
+
+    client.get(f"/api/v1/executions/{ROOT_ID}", headers={"X-Request-ID": "cold"})
+    client.get(f"/api/v1/executions/{ROOT_ID}", headers={"X-Request-ID": "warm"})
+
+    [cold] = access_lines(caplog, "cold")
+    [warm] = access_lines(caplog, "warm")
+    assert (cold["upstream_calls"], cold["cache_hits"]) == (1, 0)
+    assert (warm["upstream_calls"], warm["cache_hits"]) == (0, 1)
+    assert warm["route"] == "/api/v1/executions/{execution_id}"
+    assert warm["operation_name"] is None
+    assert warm["error_codes"] == []
+
+
+def test_a_failed_rest_request_logs_its_error_code(
+    gateway: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+
+    response = gateway.get(f"/api/v1/executions/{UNKNOWN_ID}", headers={"X-Request-ID": "gone"})
+
+    assert response.status_code == 404
+    [line] = access_lines(caplog, "gone")
+    assert line["status"] == 404
+    assert line["error_codes"] == ["NOT_FOUND"]
+
+
+def test_a_request_without_an_id_logs_the_one_it_was_given(
+    gateway: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+
+    response = gateway.get("/healthz")
+
+    [line] = access_lines(caplog, response.headers["x-request-id"])
+    assert (line["route"], line["status"]) == ("/healthz", 200)
+
+
+def test_credentials_sent_with_a_request_never_reach_the_log(
+    gateway: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    gateway.post(
+        "/graphql",
+        json={"query": f'{{ execution(id: "{ROOT_ID}") {{ id }} }}'},
+        headers={
+            "Authorization": f"Bearer {SECRET_TOKEN}",
+            "Cookie": f"polos_auth={SECRET_COOKIE}; other=1",
+            "X-Request-ID": "with-secrets",
+        },
+    )
+
+    [line] = access_lines(caplog, "with-secrets")
+    assert line["upstream_calls"] == 1
+    everything = caplog.text + "".join(JsonFormatter().format(r) for r in caplog.records)
+    assert SECRET_TOKEN not in everything
+    assert SECRET_COOKIE not in everything
+
+
+def test_the_text_format_reads_as_one_line_for_people(
+    gateway: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+
+    gateway.get("/healthz", headers={"X-Request-ID": "for-people"})
+
+    [record] = [r for r in caplog.records if "request_id=for-people" in r.getMessage()]
+    text = logging.Formatter(TEXT_FORMAT).format(record)
+    assert text.startswith("INFO      gateway.access: GET /healthz 200 ")
+    assert "\n" not in text
