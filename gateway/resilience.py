@@ -66,6 +66,7 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self._probing = False
         self._generation = 0  # goes up each time the breaker opens
+        self._last_success: float | None = None
 
     @property
     def state(self) -> BreakerState:
@@ -85,7 +86,12 @@ class CircuitBreaker:
             return Permit(self._generation, probe=True)
         return None
 
+    def seconds_since_success(self) -> float | None:
+        """How long ago a call last went well (None: never), for readiness probes."""
+        return None if self._last_success is None else self._clock() - self._last_success
+
     def record_success(self, permit: Permit) -> None:
+        self._last_success = self._clock()
         if permit.probe or self._current(permit):
             self._failures = 0
             self._opened_at = None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from gateway.demo.data import demo_id
 from tests.conftest import StartGateway
-from tests.servers import closed_port_url
+from tests.servers import Recorder, ScriptedUpstream, closed_port_url
 
 
 def test_healthz_is_ok_while_the_process_serves(gateway: httpx.Client) -> None:
@@ -32,3 +33,29 @@ def test_readyz_is_503_with_a_reason_when_the_upstream_does_not_answer(
     assert response.json()["status"] == "unavailable"
     assert response.json()["reason"]
     assert alive.status_code == 200
+
+
+def test_readyz_needs_no_probe_while_upstream_calls_go_well(
+    gateway: httpx.Client, upstream: tuple[str, Recorder]
+) -> None:
+    gateway.get(f"/api/v1/executions/{demo_id('research')}")
+
+    response = gateway.get("/readyz")
+
+    assert response.status_code == 200
+    assert [r.path for r in upstream[1].requests] == [f"/api/v1/executions/{demo_id('research')}"]
+
+
+def test_readyz_is_503_while_the_circuit_breaker_is_open(
+    start_gateway: StartGateway, scripted: tuple[str, ScriptedUpstream]
+) -> None:
+    url, upstream = scripted
+    failing = "11111111-2222-4333-8444-555555555555"
+    upstream.answer(failing, 503)
+    client = start_gateway(url, breaker_failure_threshold=1, retry_attempts=1)
+
+    client.get(f"/api/v1/executions/{failing}")
+    response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert "circuit breaker is open" in response.json()["reason"]
