@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from gateway.demo.data import demo_id
@@ -33,6 +34,16 @@ def upstream_calls(upstream_url: str) -> int:
     return count
 
 
+def redis_hits(exposition: str) -> float:
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == "polos_gateway_cache_hits_total" and sample.labels == {
+                "backend": "redis"
+            }:
+                return sample.value
+    return 0.0
+
+
 def test_a_final_execution_fetched_by_one_replica_is_served_by_another_without_the_upstream(
     demo_with_stats: str,
 ) -> None:
@@ -51,12 +62,14 @@ def test_a_final_execution_fetched_by_one_replica_is_served_by_another_without_t
             calls_after_first = upstream_calls(demo_with_stats)
             second = httpx.get(f"http://127.0.0.1:{ports[1]}/api/v1/executions/{FINAL}")
             ready = httpx.get(f"http://127.0.0.1:{ports[1]}/readyz").json()
+            metrics = httpx.get(f"http://127.0.0.1:{ports[1]}/metrics").text
 
     assert first.status_code == second.status_code == 200
     assert first.content == second.content
     assert calls_after_first == 1
     assert upstream_calls(demo_with_stats) == 1  # the second replica asked Redis, not upstream
     assert ready == {"status": "ready", "redis": "ok"}
+    assert redis_hits(metrics) == 1  # what an operator sees on the second replica
 
 
 def test_replicas_with_different_credentials_share_nothing_through_redis(
