@@ -28,22 +28,30 @@ from gateway.graphql_route import create_graphql_router
 from gateway.redis_cache import RedisCache, TieredCache
 from gateway.request_id import HEADER, RequestIdMiddleware
 from gateway.settings import Settings
+from gateway.tracing import Tracing
 from gateway.upstream import UpstreamClient
 
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The gateway for ``settings``; its lifespan opens and closes the upstream client."""
+def create_app(settings: Settings, *, tracing: Tracing | None = None) -> FastAPI:
+    """The gateway for ``settings``; its lifespan opens and closes the upstream client.
+
+    ``tracing`` defaults to what the ``OTEL_*`` variables configure (nothing when unset).
+    """
     if settings.upstream_url is None:
         raise ValueError(
             "no upstream configured: set POLOS_GATEWAY_UPSTREAM_URL, or run "
             "`polos-gateway serve --demo` for the embedded demo upstream"
         )
+    traces = tracing if tracing is not None else Tracing.from_environment()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with UpstreamClient(settings) as upstream, _open_cache(settings) as (cache, shared):
+        async with (
+            UpstreamClient(settings, tracing=traces) as upstream,
+            _open_cache(settings) as (cache, shared),
+        ):
             app.state.upstream = upstream
             app.state.shared_cache = shared
             secret = settings.cache_key_secret
@@ -53,7 +61,10 @@ def create_app(settings: Settings) -> FastAPI:
                 cache=cache,
                 secret=None if secret is None else secret.get_secret_value().encode(),
             )
-            yield
+            try:
+                yield
+            finally:
+                traces.shutdown()
 
     app = FastAPI(
         title="polos-gateway",
@@ -68,6 +79,9 @@ def create_app(settings: Settings) -> FastAPI:
     # is on a 413 too, as is the access log line.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(AccessLog)
+    if traces.enabled:
+        # Inside the request id, which the server span carries as an attribute.
+        app.add_middleware(traces.middleware)
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(Exception, _internal_error)
     app.add_exception_handler(404, rest.answer_unrouted)

@@ -15,11 +15,14 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from types import FrameType
+from typing import NoReturn
 
 import uvicorn
 from pydantic import ValidationError
@@ -81,6 +84,16 @@ def _print_demo_banner(gateway_url: str, upstream_url: str) -> None:
     print("\n".join(lines), flush=True)
 
 
+def _exit_after_stopping(signum: int, frame: FrameType | None) -> NoReturn:
+    """SIGTERM is the ordinary way to stop the gateway: exit 0 once it has stopped.
+
+    uvicorn handles SIGTERM itself while it serves (stop accepting, let in-flight requests
+    finish for ``shutdown_timeout`` seconds, run the lifespan's shutdown), then restores this
+    handler and raises the signal again; without it the process would die of the signal.
+    """
+    raise SystemExit(0)
+
+
 def _serve(args: argparse.Namespace) -> int:
     overrides = {
         name: value
@@ -112,12 +125,15 @@ def _serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"upstream_url": upstream_url})
         _print_demo_banner(f"http://{settings.host}:{settings.port}", upstream_url)
     if settings.workers == 1:
+        signal.signal(signal.SIGTERM, _exit_after_stopping)
         uvicorn.run(
             create_app(settings),
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
             access_log=False,  # the gateway writes its own line per request
+            # Typed int, but uvicorn hands it to asyncio.wait_for, which takes any seconds.
+            timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
         )
         return 0
     # Worker processes import the app by name and read their settings from the environment.
@@ -136,6 +152,7 @@ def _serve(args: argparse.Namespace) -> int:
             workers=settings.workers,
             log_level=settings.log_level,
             access_log=False,
+            timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
         )
     finally:
         if own_metrics_dir is not None:

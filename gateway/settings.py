@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         default="json",
         description="The gateway's log lines: one JSON object each, or text for people.",
     )
+    shutdown_timeout: PositiveSeconds = Field(
+        default=30.0,
+        description="Seconds in-flight requests may take to finish after SIGTERM, once new "
+        "connections are refused; what is still running then is cancelled.",
+    )
 
     connect_timeout: PositiveSeconds = Field(
         default=2.0, description="Seconds to open a connection to the upstream."

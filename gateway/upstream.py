@@ -48,6 +48,7 @@ from gateway.resilience import (
     retry_after_seconds,
 )
 from gateway.settings import Settings
+from gateway.tracing import Tracing, UpstreamCall
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +193,9 @@ class UpstreamClient:
         http: httpx.AsyncClient | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing if tracing is not None else Tracing()
         self._base_url = settings.upstream_base
         self._deadline = settings.upstream_timeout
         self._probe_deadline = settings.connect_timeout
@@ -318,8 +321,21 @@ class UpstreamClient:
     async def _attempt(
         self, execution_id: str, url: str, credentials: Credentials
     ) -> FetchedExecution | UpstreamFailure:
+        with self._tracing.upstream_call(execution_id, url, credentials.as_dict()) as call:
+            outcome = await self._traced_attempt(execution_id, url, call)
+            if isinstance(outcome, UpstreamAnswered):
+                call.record_status(outcome.status)
+            elif isinstance(outcome, FetchedExecution):
+                call.record_status(200)
+            else:
+                call.record_failure(type(outcome).__name__)
+            return outcome
+
+    async def _traced_attempt(
+        self, execution_id: str, url: str, call: UpstreamCall
+    ) -> FetchedExecution | UpstreamFailure:
         try:
-            status, body, headers = await self._read(url, credentials)
+            status, body, headers = await self._read(url, call.headers)
         except _BodyTooLarge:
             return UpstreamMalformed(execution_id, f"its body is over {self._max_body} bytes")
         except httpx.DecodingError:
@@ -341,8 +357,10 @@ class UpstreamClient:
             return UpstreamMalformed(execution_id, "its answer could not be read as HTTP")
         return classify_response(execution_id, status, body, headers)
 
-    async def _read(self, url: str, credentials: Credentials) -> tuple[int, bytes, httpx.Headers]:
-        async with self._http.stream("GET", url, headers=credentials.as_dict()) as response:
+    async def _read(
+        self, url: str, request_headers: dict[str, str]
+    ) -> tuple[int, bytes, httpx.Headers]:
+        async with self._http.stream("GET", url, headers=request_headers) as response:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self._max_body:
                 raise _BodyTooLarge

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -25,6 +26,33 @@ def free_port() -> int:
     return int(closed_port_url().rsplit(":", 1)[1])
 
 
+@dataclass
+class Process:
+    """A started ``python -m gateway`` and every line it has printed so far."""
+
+    popen: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    _arrived: queue.Queue[str | None] = field(default_factory=queue.Queue)
+
+    def next_line(self) -> str | None:
+        """The next line printed, None once the output ended; fails after START_DEADLINE."""
+        line = self._arrived.get(timeout=START_DEADLINE)
+        if line is not None:
+            self.lines.append(line)
+        return line
+
+    def wait_for_line(self, text: str) -> str:
+        """Read output up to and including the first line containing ``text``."""
+        for seen in self.lines:
+            if text in seen:
+                return seen
+        while True:
+            line = self.next_line()
+            assert line is not None, f"exited without printing {text!r}:\n" + "".join(self.lines)
+            if text in line:
+                return line
+
+
 @contextmanager
 def running(
     *args: str, port: int, workers: int = 1, env: dict[str, str] | None = None
@@ -34,18 +62,20 @@ def running(
     Serving means uvicorn announced the port and every worker finished starting up. A process
     that never gets there fails the test after START_DEADLINE seconds instead of hanging it.
     """
-    announced = f"{READY_LINE} http://127.0.0.1:{port}"
-    lines: list[str] = []
-    arrived: queue.Queue[str | None] = queue.Queue()
+    with started(*args, port=port, workers=workers, env=env) as process:
+        yield process.lines
 
-    def ready() -> bool:
+
+@contextmanager
+def started(
+    *args: str, port: int, workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[Process]:
+    """``running``, yielding the process itself; it gets SIGTERM at the end if still alive."""
+    announced = f"{READY_LINE} http://127.0.0.1:{port}"
+
+    def ready(lines: list[str]) -> bool:
         started = sum(STARTED_LINE in line for line in lines)
         return any(announced in line for line in lines) and started >= workers
-
-    def pump(stream: IO[str]) -> None:
-        for line in stream:  # also keeps a full pipe from blocking the server's logging
-            arrived.put(line)
-        arrived.put(None)
 
     with subprocess.Popen(
         [sys.executable, "-m", "gateway", *args],
@@ -54,19 +84,26 @@ def running(
         text=True,
         cwd=ROOT,
         env={**os.environ, **(env or {})},
-    ) as process:
-        assert process.stdout is not None
-        threading.Thread(target=pump, args=(process.stdout,), daemon=True).start()
+    ) as popen:
+        assert popen.stdout is not None
+        process = Process(popen)
+
+        def pump(stream: IO[str]) -> None:
+            for line in stream:  # also keeps a full pipe from blocking the server's logging
+                process._arrived.put(line)
+            process._arrived.put(None)
+
+        threading.Thread(target=pump, args=(popen.stdout,), daemon=True).start()
         try:
-            while not ready():
-                line = arrived.get(timeout=START_DEADLINE)
-                assert line is not None, "exited before serving:\n" + "".join(lines)
-                lines.append(line)
-            yield lines
+            while not ready(process.lines):
+                line = process.next_line()
+                assert line is not None, "exited before serving:\n" + "".join(process.lines)
+            yield process
         finally:
-            process.send_signal(signal.SIGTERM)
+            if popen.poll() is None:
+                popen.send_signal(signal.SIGTERM)
             try:
-                process.wait(timeout=20)
+                popen.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                process.kill()
+                popen.kill()
                 raise

@@ -97,6 +97,8 @@ class ScriptedUpstream:
     def __init__(self) -> None:
         self.scripts: dict[str, Handler] = {}
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self.held = 0
         self._released = False
         self._hanging: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         self.app = Recorder(
@@ -120,6 +122,29 @@ class ScriptedUpstream:
             return Response(status_code=599)
 
         self.scripts[execution_id] = handler
+
+    def hold(self, execution_id: str, body: bytes) -> None:
+        """Answer 200 with ``body`` once ``release`` is called; ``wait_held`` sees it arrive."""
+
+        async def handler(_: Request) -> Response:
+            released = asyncio.Event()
+            with self._arrived:
+                if not self._released:
+                    self._hanging.append((asyncio.get_running_loop(), released))
+                    self.held += 1
+                    self._arrived.notify_all()
+                else:
+                    released.set()
+            await released.wait()
+            return Response(body, media_type="application/json")
+
+        self.scripts[execution_id] = handler
+
+    def wait_held(self, count: int = 1, timeout: float = 30) -> None:
+        """Block until ``count`` held requests have arrived, or fail after ``timeout``."""
+        with self._arrived:
+            arrived = self._arrived.wait_for(lambda: self.held >= count, timeout=timeout)
+        assert arrived, f"{self.held} of {count} held requests arrived"
 
     def release(self) -> None:
         """Let every hung request finish (the server waits for them when it stops)."""
