@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -140,9 +141,16 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["POLOS_GATEWAY_UPSTREAM_URL"] = settings.upstream_base
     # Workers must see the metrics directory before they import prometheus-client.
     own_metrics_dir = None
-    if not os.environ.get(MULTIPROC_DIR_VARIABLE):
+    given_dir = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if not given_dir:
         own_metrics_dir = tempfile.mkdtemp(prefix="polos-gateway-metrics-")
         os.environ[MULTIPROC_DIR_VARIABLE] = own_metrics_dir
+    else:
+        # prometheus-client wants the directory emptied between runs: files left by an
+        # earlier run (a kept volume, a restarted container) would be added to every count.
+        Path(given_dir).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given_dir).glob("*.db"):
+            stale.unlink(missing_ok=True)
     try:
         uvicorn.run(
             "gateway.app:app_from_environment",

@@ -93,16 +93,23 @@ class RedisCache:
             self._failed("get", exc, permit)
             return None
         self.breaker.record_success(permit)
-        if raw is None or ttl_ms is None or ttl_ms <= 0:
+        try:
+            answer = None if raw is None or not ttl_ms or ttl_ms <= 0 else decode_answer(raw)
+        except (ValueError, TypeError):
+            # Another version's format or a foreign key: a miss, never a failed request.
+            logger.warning("unreadable redis cache entry; treated as a miss")
+            answer = None
+        if answer is None:
             self.misses += 1
             CACHE_MISSES.labels("redis").inc()
             return None
         self.hits += 1
         CACHE_HITS.labels("redis").inc()
-        return decode_answer(raw), ttl_ms / 1000
+        return answer, ttl_ms / 1000
 
     async def put(self, key: CacheKey, answer: CachedAnswer, ttl: float) -> None:
-        permit = self.breaker.allow() if ttl > 0 else None
+        # Redis refuses an expiry under one millisecond; such an answer is not worth keeping.
+        permit = self.breaker.allow() if ttl >= 0.001 else None
         if permit is None:
             return
         try:
@@ -141,4 +148,7 @@ class TieredCache:
 
     async def put(self, key: CacheKey, answer: CachedAnswer, ttl: float) -> None:
         await self.memory.put(key, answer, ttl)
+        # Awaited, not sent off in the background: once a replica has answered, the others
+        # can serve the same answer. A miss already paid an upstream call; Redis's own
+        # timeout bounds what this adds.
         await self.shared.put(key, answer, ttl)

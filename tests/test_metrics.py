@@ -7,6 +7,7 @@ reads the metrics before and after its own requests and checks the difference.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -194,3 +195,27 @@ def test_two_workers_report_the_requests_of_both_in_one_scrape() -> None:
     latency = "polos_gateway_http_request_duration_seconds_count"
     for samples in scrapes:
         assert total(dict(samples), latency, route="/healthz") == sent
+
+
+def test_a_metrics_directory_given_by_the_operator_is_emptied_of_an_earlier_runs_counts(
+    tmp_path: Path,
+) -> None:
+    stale = tmp_path / "counter_999999.db"
+    stale.write_bytes(b"left by an earlier run")
+    port = free_port()
+
+    with running(
+        "serve",
+        "--workers",
+        "2",
+        "--demo",
+        "--port",
+        str(port),
+        port=port,
+        workers=2,
+        env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+    ):
+        scrape = httpx.get(f"http://127.0.0.1:{port}/metrics")
+
+    assert scrape.status_code == 200
+    assert not stale.exists()

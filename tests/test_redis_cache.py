@@ -118,3 +118,19 @@ async def test_redis_killed_mid_run_leaves_the_cache_answering_from_memory() -> 
     assert kept == ANSWER
     assert misses == [None, None, None]
     assert shared.degraded
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "stored", [b"garbage", b"200\nnot json\nbody", b"200\n5\nbody", b"\xff\xfe"]
+)
+async def test_an_unreadable_entry_is_a_miss_not_a_failed_request(
+    shared: RedisCache, redis_url: str, stored: bytes
+) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    await client.set(f"polos-gateway:{KEY.fingerprint}:{KEY.execution_id}", stored, px=100_000)
+    await client.aclose()
+
+    assert await shared.get(KEY) is None
+    assert shared.misses == 1
+    assert not shared.degraded
