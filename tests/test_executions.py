@@ -17,41 +17,10 @@ from gateway.executions import (
     decode_execution,
     parse_execution_id,
 )
+from tests.records import EXECUTION_ID, execution_fields
 
-CANONICAL = "6f9619ff-8b86-d011-b42d-00c04fc964ff"
+CANONICAL = EXECUTION_ID
 OTHER = "0b1c2d3e-4f50-4617-a8b9-cadbecf00112"
-
-
-def execution_json(**overrides: Any) -> dict[str, Any]:
-    """The 24 fields of an upstream ``ExecutionResponse`` for ``CANONICAL``."""
-    fields: dict[str, Any] = {
-        "id": CANONICAL,
-        "workflow_id": "order-workflow",
-        "status": "completed",
-        "payload": {"order": 7},
-        "result": {"ok": True},
-        "error": None,
-        "created_at": "2026-11-14T13:00:13.123456+00:00",
-        "started_at": "2026-11-14T13:00:14.000001+00:00",
-        "completed_at": "2026-11-14T13:00:15.5+00:00",
-        "deployment_id": "deploy-1",
-        "assigned_to_worker": "worker-1",
-        "parent_execution_id": None,
-        "root_execution_id": None,
-        "retry_count": 0,
-        "step_key": None,
-        "queue_name": "default",
-        "concurrency_key": None,
-        "batch_id": None,
-        "session_id": None,
-        "user_id": None,
-        "output_schema_name": None,
-        "cancelled_at": None,
-        "cancelled_by": None,
-        "run_timeout_seconds": 300,
-    }
-    fields.update(overrides)
-    return fields
 
 
 def body_of(fields: dict[str, Any]) -> bytes:
@@ -249,7 +218,7 @@ def test_parse_execution_id_agrees_with_a_model_of_rusts_uuid_parser_on_any_text
 
 
 def test_a_valid_body_decodes_to_a_record_and_keeps_the_exact_bytes() -> None:
-    body = body_of(execution_json())
+    body = body_of(execution_fields())
 
     fetched = decode_execution(CANONICAL, body)
 
@@ -299,7 +268,7 @@ def test_the_body_is_kept_byte_for_byte_whatever_its_key_order_spacing_and_numbe
     ],
 )
 def test_any_json_in_payload_and_result_survives_exactly(payload_json: str, expected: Any) -> None:
-    fields = execution_json()
+    fields = execution_fields()
     del fields["payload"], fields["result"]
     body = (
         body_of(fields)[:-1] + f', "payload": {payload_json}, "result": {payload_json}}}'.encode()
@@ -315,13 +284,13 @@ def test_any_json_in_payload_and_result_survives_exactly(payload_json: str, expe
 
 
 def test_fields_the_gateway_does_not_know_are_ignored_rather_than_refused() -> None:
-    body = body_of(execution_json(priority=5, labels={"a": "b"}))
+    body = body_of(execution_fields(priority=5, labels={"a": "b"}))
 
     assert decode_execution(CANONICAL, body).body == body
 
 
 def test_a_status_the_gateway_does_not_list_is_kept_as_sent() -> None:
-    fetched = decode_execution(CANONICAL, body_of(execution_json(status="paused_for_review")))
+    fetched = decode_execution(CANONICAL, body_of(execution_fields(status="paused_for_review")))
 
     assert fetched.record.status == "paused_for_review"
     assert not fetched.record.is_terminal
@@ -339,7 +308,7 @@ def test_a_status_the_gateway_does_not_list_is_kept_as_sent() -> None:
 def test_a_body_naming_the_same_id_in_another_spelling_gets_the_canonical_id(
     spelling: str,
 ) -> None:
-    body = body_of(execution_json(id=spelling))
+    body = body_of(execution_fields(id=spelling))
 
     fetched = decode_execution(CANONICAL, body)
 
@@ -354,7 +323,7 @@ def test_a_body_naming_the_same_id_in_another_spelling_gets_the_canonical_id(
     "field", ["id", "workflow_id", "status", "payload", "created_at", "retry_count"]
 )
 def test_a_body_missing_a_required_field_is_not_an_execution(field: str) -> None:
-    fields = execution_json()
+    fields = execution_fields()
     del fields[field]
 
     with pytest.raises(NotAnExecution) as exc_info:
@@ -386,7 +355,7 @@ def test_a_body_missing_a_required_field_is_not_an_execution(field: str) -> None
 )
 def test_a_field_of_the_wrong_type_is_not_an_execution(field: str, value: Any) -> None:
     with pytest.raises(NotAnExecution) as exc_info:
-        decode_execution(CANONICAL, body_of(execution_json(**{field: value})))
+        decode_execution(CANONICAL, body_of(execution_fields(**{field: value})))
 
     assert field in str(exc_info.value)
 
@@ -403,7 +372,7 @@ def test_a_json_value_of_the_wrong_type_is_refused_even_when_it_could_be_coerced
     field: str, value: Any
 ) -> None:
     with pytest.raises(NotAnExecution):
-        decode_execution(CANONICAL, body_of(execution_json(**{field: value})))
+        decode_execution(CANONICAL, body_of(execution_fields(**{field: value})))
 
 
 @pytest.mark.parametrize(
@@ -429,7 +398,7 @@ def test_a_body_that_is_not_a_json_object_is_not_an_execution(body: bytes, expec
 
 
 def test_a_truncated_execution_body_is_not_an_execution() -> None:
-    body = body_of(execution_json())
+    body = body_of(execution_fields())
 
     with pytest.raises(NotAnExecution, match="not JSON"):
         decode_execution(CANONICAL, body[: len(body) // 2])
@@ -438,7 +407,7 @@ def test_a_truncated_execution_body_is_not_an_execution() -> None:
 @pytest.mark.parametrize("other", [OTHER, OTHER.upper(), "not-a-uuid", ""])
 def test_a_body_describing_a_different_execution_is_not_an_execution(other: str) -> None:
     with pytest.raises(NotAnExecution, match="different execution"):
-        decode_execution(CANONICAL, body_of(execution_json(id=other)))
+        decode_execution(CANONICAL, body_of(execution_fields(id=other)))
 
 
 CANARY = "s3cr3t-VALUE-from-upstream"
@@ -447,12 +416,12 @@ CANARY = "s3cr3t-VALUE-from-upstream"
 @pytest.mark.parametrize(
     "body",
     [
-        pytest.param(body_of(execution_json(created_at=CANARY)), id="bad-timestamp"),
-        pytest.param(body_of(execution_json(retry_count=CANARY)), id="bad-integer"),
-        pytest.param(body_of(execution_json(status=[CANARY])), id="bad-string"),
-        pytest.param(body_of(execution_json(error={"detail": CANARY})), id="bad-error"),
-        pytest.param(body_of(execution_json(id=CANARY)), id="other-id"),
-        pytest.param(body_of(execution_json(id=OTHER)), id="other-uuid"),
+        pytest.param(body_of(execution_fields(created_at=CANARY)), id="bad-timestamp"),
+        pytest.param(body_of(execution_fields(retry_count=CANARY)), id="bad-integer"),
+        pytest.param(body_of(execution_fields(status=[CANARY])), id="bad-string"),
+        pytest.param(body_of(execution_fields(error={"detail": CANARY})), id="bad-error"),
+        pytest.param(body_of(execution_fields(id=CANARY)), id="other-id"),
+        pytest.param(body_of(execution_fields(id=OTHER)), id="other-uuid"),
         pytest.param(CANARY.encode(), id="not-json"),
         pytest.param(f'{{"id": "{CANARY}", "status": '.encode(), id="truncated"),
         pytest.param(json.dumps([CANARY]).encode(), id="array"),
@@ -474,7 +443,7 @@ def test_the_refusal_message_never_repeats_a_value_from_the_body(body: bytes) ->
 
 @pytest.mark.parametrize("status", ["Completed", "COMPLETED", "Failed", "CANCELLED", "cAnCeLlEd"])
 def test_a_final_status_in_another_case_is_terminal(status: str) -> None:
-    fetched = decode_execution(CANONICAL, body_of(execution_json(status=status)))
+    fetched = decode_execution(CANONICAL, body_of(execution_fields(status=status)))
 
     assert fetched.record.is_terminal
     assert fetched.record.status == status  # kept as the orchestrator sent it
@@ -482,7 +451,7 @@ def test_a_final_status_in_another_case_is_terminal(status: str) -> None:
 
 @pytest.mark.parametrize("status", ["Running", "PENDING", "Completed_Soon"])
 def test_a_status_that_is_not_final_in_any_case_is_not_terminal(status: str) -> None:
-    fetched = decode_execution(CANONICAL, body_of(execution_json(status=status)))
+    fetched = decode_execution(CANONICAL, body_of(execution_fields(status=status)))
 
     assert not fetched.record.is_terminal
 
@@ -493,7 +462,7 @@ def test_a_status_that_is_not_final_in_any_case_is_not_terminal(status: str) -> 
 )
 def test_a_timestamp_without_an_offset_is_not_an_execution(field: str, timestamp: str) -> None:
     with pytest.raises(NotAnExecution) as exc_info:
-        decode_execution(CANONICAL, body_of(execution_json(**{field: timestamp})))
+        decode_execution(CANONICAL, body_of(execution_fields(**{field: timestamp})))
 
     assert field in str(exc_info.value)
 
@@ -503,6 +472,6 @@ def test_a_timestamp_without_an_offset_is_not_an_execution(field: str, timestamp
     ["2026-11-14T13:00:13Z", "2026-11-14T13:00:13+02:00", "2026-11-14T13:00:13.5-05:30"],
 )
 def test_a_timestamp_with_an_offset_or_z_is_accepted(timestamp: str) -> None:
-    fetched = decode_execution(CANONICAL, body_of(execution_json(created_at=timestamp)))
+    fetched = decode_execution(CANONICAL, body_of(execution_fields(created_at=timestamp)))
 
     assert fetched.record.created_at.utcoffset() is not None

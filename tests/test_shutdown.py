@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 from concurrent.futures import Future
@@ -14,8 +13,8 @@ import pytest
 from gateway.settings import Settings
 from tests.conftest import graphql
 from tests.processes import free_port, started
+from tests.records import EXECUTION_ID, execution_body
 from tests.servers import ScriptedUpstream, serve
-from tests.test_executions import CANONICAL, execution_json
 
 QUERY = "query($id: ID!) { execution(id: $id) { id status } }"
 # Logged by uvicorn after it closed its listening socket, while connections remain open.
@@ -24,14 +23,14 @@ CLOSED_LINE = "Waiting for connections to close"
 
 def test_sigterm_refuses_new_connections_finishes_the_request_in_flight_and_exits_zero() -> None:
     upstream = ScriptedUpstream()
-    upstream.hold(CANONICAL, json.dumps(execution_json()).encode())
+    upstream.hold(EXECUTION_ID, execution_body())
     port = free_port()
     answer: Future[dict[str, Any]] = Future()
 
     def ask() -> None:
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-                answer.set_result(graphql(client, QUERY, {"id": CANONICAL}))
+                answer.set_result(graphql(client, QUERY, {"id": EXECUTION_ID}))
         except BaseException as exc:
             answer.set_exception(exc)
 
@@ -64,7 +63,7 @@ def test_sigterm_refuses_new_connections_finishes_the_request_in_flight_and_exit
         # The lifespan's shutdown ran: the upstream client and the cache are closed.
         gateway.wait_for_line("Application shutdown complete")
 
-    assert body == {"data": {"execution": {"id": CANONICAL, "status": "COMPLETED"}}}
+    assert body == {"data": {"execution": {"id": EXECUTION_ID, "status": "COMPLETED"}}}
 
 
 def test_the_shutdown_grace_period_is_thirty_seconds_unless_set() -> None:

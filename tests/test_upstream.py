@@ -32,11 +32,11 @@ from gateway.errors import (
 from gateway.executions import FetchedExecution
 from gateway.settings import Settings
 from gateway.upstream import UpstreamClient, classify_response, execution_url
+from tests.records import EXECUTION_ID, execution_body
 from tests.servers import closed_port_url, serve
 
 BASE = "http://upstream.test:8080"
 PREFIX = "/api/v1/executions/"
-EXECUTION_ID = "6f9619ff-8b86-d011-b42d-00c04fc964ff"
 OTHER_ID = "0b1c2d3e-4f50-4617-a8b9-cadbecf00112"
 CALLER_KEY = "sk_live_Zq9TOPSECRET"
 
@@ -47,37 +47,6 @@ TRANSPORT_HEADERS = frozenset({"host", "accept", "accept-encoding", "connection"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def execution_body(execution_id: str = EXECUTION_ID, **overrides: Any) -> bytes:
-    fields: dict[str, Any] = {
-        "id": execution_id,
-        "workflow_id": "order-workflow",
-        "status": "running",
-        "payload": {"n": 1},
-        "result": None,
-        "error": None,
-        "created_at": "2026-11-14T13:00:13.123456+00:00",
-        "started_at": None,
-        "completed_at": None,
-        "deployment_id": None,
-        "assigned_to_worker": None,
-        "parent_execution_id": None,
-        "root_execution_id": None,
-        "retry_count": 0,
-        "step_key": None,
-        "queue_name": "default",
-        "concurrency_key": None,
-        "batch_id": None,
-        "session_id": None,
-        "user_id": None,
-        "output_schema_name": None,
-        "cancelled_at": None,
-        "cancelled_by": None,
-        "run_timeout_seconds": None,
-    }
-    fields.update(overrides)
-    return json.dumps(fields).encode()
 
 
 def full_credentials() -> Credentials:
