@@ -13,6 +13,7 @@ fingerprint. What is kept depends on what was answered:
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 from gateway.cache import CachedAnswer, CacheKey, ExecutionCache
@@ -45,8 +46,12 @@ class ExecutionFetcher:
     ) -> None:
         self._upstream = upstream
         self._cache = cache
-        # A fresh secret per process: fingerprints mean nothing outside it.
-        self._secret = secret if secret is not None else secrets.token_bytes(32)
+        # Without a secret, a fresh one per process: fingerprints mean nothing outside it.
+        key_secret = secret if secret is not None else secrets.token_bytes(32)
+        # A batch fetches many ids with one caller's credentials: hash them once, not per id.
+        self._fingerprint = functools.lru_cache(maxsize=4096)(
+            lambda credentials: credential_fingerprint(credentials, key_secret)
+        )
         self._final_ttl = settings.cache_final_ttl
         self._active_ttl = settings.cache_active_ttl
         self._not_found_ttl = settings.cache_not_found_ttl
@@ -60,7 +65,7 @@ class ExecutionFetcher:
         if self._cache is None:
             stats.upstream_calls += 1
             return await self._upstream.fetch_execution(execution_id, credentials)
-        key = CacheKey(credential_fingerprint(credentials, self._secret), execution_id)
+        key = CacheKey(self._fingerprint(credentials), execution_id)
         cached = await self._cache.get(key)
         if cached is not None:
             stats.cache_hits += 1
