@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -195,3 +196,19 @@ def test_a_request_may_fetch_only_so_many_executions_and_the_rest_are_refused_pe
     assert {error["extensions"]["code"] for error in body["errors"]} == {"QUERY_TOO_COMPLEX"}
     assert len(body["errors"]) == 10
     assert len(upstream[1].execution_ids()) == 30
+
+
+@pytest.mark.anyio
+async def test_the_readmes_sample_query_costs_five_calls_in_four_rounds(
+    loader: ExecutionLoader, upstream: tuple[str, Recorder]
+) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    query = readme.split("```graphql\n", 1)[1].split("```", 1)[0]
+    leaf = demo_id("research/planner/search-0/summarise/llm")
+
+    data = await run(loader, query, {"id": leaf})
+
+    assert len(data["execution"]["ancestors"]) == 4
+    # The leaf; its parent and root together; then one per level, the root already known.
+    assert loader.batch_sizes == [1, 2, 1, 1]
+    assert len(upstream[1].execution_ids()) == 5
