@@ -90,8 +90,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 class ScriptedUpstream:
     """An upstream whose answer for each execution id the test decides.
 
-    Ids without a script get 404. ``hang`` holds the request until the server stops, which is
-    how a test meets an upstream that never answers.
+    Ids without a script get 404. ``hang`` and ``hold`` keep a request until ``release``
+    (which the fixtures call before the server stops): an upstream that never answers.
     """
 
     def __init__(self) -> None:
@@ -112,20 +112,16 @@ class ScriptedUpstream:
         self.scripts[execution_id] = handler
 
     def hang(self, execution_id: str) -> None:
-        async def handler(_: Request) -> Response:
-            released = asyncio.Event()
-            with self._lock:
-                if self._released:
-                    return Response(status_code=599)
-                self._hanging.append((asyncio.get_running_loop(), released))
-            await released.wait()
-            return Response(status_code=599)
-
-        self.scripts[execution_id] = handler
+        """Never answer until ``release`` (then 599): an upstream that does not respond."""
+        self._hold_until_release(execution_id, lambda: Response(status_code=599))
 
     def hold(self, execution_id: str, body: bytes) -> None:
         """Answer 200 with ``body`` once ``release`` is called; ``wait_held`` sees it arrive."""
+        self._hold_until_release(
+            execution_id, lambda: Response(body, media_type="application/json")
+        )
 
+    def _hold_until_release(self, execution_id: str, reply: Callable[[], Response]) -> None:
         async def handler(_: Request) -> Response:
             released = asyncio.Event()
             with self._arrived:
@@ -136,7 +132,7 @@ class ScriptedUpstream:
                 else:
                     released.set()
             await released.wait()
-            return Response(body, media_type="application/json")
+            return reply()
 
         self.scripts[execution_id] = handler
 
