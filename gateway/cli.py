@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from gateway.access_log import configure_logging
 from gateway.app import create_app
-from gateway.demo.data import seed
+from gateway.demo.data import SAMPLES
 from gateway.demo.faults import ALL_KINDS, FaultConfig, parse_kinds
 from gateway.demo.upstream import DemoOptions, create_demo_app, create_faulty_demo_app
 from gateway.metrics import MULTIPROC_DIR_VARIABLE
@@ -73,7 +73,7 @@ def _start_demo_in_thread() -> str:
 
 
 def _print_demo_banner(gateway_url: str, upstream_url: str) -> None:
-    samples = seed().samples
+    samples = SAMPLES
     lines = [
         f"Demo upstream (a Polos look-alike) at {upstream_url}",
         f"GraphiQL at {gateway_url}/graphql - sample execution ids:",
@@ -183,7 +183,7 @@ def _demo_upstream(args: argparse.Namespace) -> int:
         print(f"polos-gateway demo-upstream: {exc}", file=sys.stderr)
         return 2
     print(f"Demo upstream at http://{args.host}:{args.port}", flush=True)
-    for label, execution_id in seed().samples.items():
+    for label, execution_id in SAMPLES.items():
         print(f"  {execution_id}  {label}", flush=True)
     if faults.rate == 0:
         uvicorn.run(create_demo_app(options), host=args.host, port=args.port, access_log=False)

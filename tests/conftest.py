@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from gateway.app import create_app
-from gateway.demo.data import seed
+from gateway.demo.data import SAMPLES
 from gateway.demo.upstream import DemoOptions, create_demo_app
 from gateway.settings import Settings
 from tests.servers import Recorder, ScriptedUpstream, serve
@@ -23,7 +23,7 @@ StartGateway = Callable[..., httpx.Client]
 
 @pytest.fixture
 def samples() -> dict[str, str]:
-    return seed().samples
+    return dict(SAMPLES)
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,6 @@ class DemoStore:
     """Executions by id, as the orchestrator would serialise them."""
 
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    samples: dict[str, str] = field(default_factory=dict)
 
     def add(
         self,
@@ -403,8 +402,22 @@ def _broken_links(store: DemoStore) -> None:
     del store.executions[demo_id("orphan/parent")]
 
 
+# The ids `serve --demo` prints, with what each shows.
+SAMPLES = {
+    "a completed research tree (root)": demo_id("research"),
+    "a leaf five levels down": demo_id("research/planner/search-0/summarise/llm"),
+    "a running support tree, waiting on approval": demo_id(
+        "support/resolve/refund/approval/notify"
+    ),
+    "a failed pipeline step": demo_id("pipeline/transform/validate"),
+    f"the end of a {CHAIN_DEPTH}-deep chain": demo_id(f"chain/{CHAIN_DEPTH - 1}"),
+    "a parent loop": demo_id("loop/a"),
+    "an execution whose parent was deleted": demo_id("orphan/child"),
+}
+
+
 def seed() -> DemoStore:
-    """A fresh store with every demo tree; ``samples`` names the interesting ids."""
+    """A fresh store with every demo tree (``SAMPLES`` names the interesting ids)."""
     store = DemoStore()
     for build in (
         _research_report,
@@ -415,15 +428,4 @@ def seed() -> DemoStore:
         _broken_links,
     ):
         build(store)
-    store.samples = {
-        "a completed research tree (root)": demo_id("research"),
-        "a leaf five levels down": demo_id("research/planner/search-0/summarise/llm"),
-        "a running support tree, waiting on approval": demo_id(
-            "support/resolve/refund/approval/notify"
-        ),
-        "a failed pipeline step": demo_id("pipeline/transform/validate"),
-        f"the end of a {CHAIN_DEPTH}-deep chain": demo_id(f"chain/{CHAIN_DEPTH - 1}"),
-        "a parent loop": demo_id("loop/a"),
-        "an execution whose parent was deleted": demo_id("orphan/child"),
-    }
     return store
