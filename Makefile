@@ -36,13 +36,21 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-dev os-packages
+pytest: $(VENV)/.installed-dev os-packages tests/js/node_modules/.installed
 	$(BIN)/pytest
 
-# What the suite runs besides Python: a real redis-server for the shared-cache tests.
+# What the suite runs besides Python: a real redis-server for the shared-cache tests, and
+# Node.js with npm for the JavaScript client check (tests/js).
 os-packages:
 	@command -v redis-server >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+	@(command -v node && command -v npm) >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
+
+# tests/js's packages, exactly as its lock file pins them; again only when the lock changes.
+tests/js/node_modules/.installed: tests/js/package-lock.json tests/js/package.json | os-packages
+	npm ci --prefix tests/js --no-audit --no-fund
+	touch $@
 
 ## schema: rewrite schema.graphql from the code
 schema: $(VENV)/.installed
