@@ -110,6 +110,11 @@ const WATCH = gql`
   }
 `;
 
+// Node before 22 has no global WebSocket: ws is the same API. Global, because Apollo's
+// GraphQLWsLink also reads WebSocket.CLOSED when a socket fails.
+const webSocket = globalThis.WebSocket ? "global" : "ws";
+globalThis.WebSocket ??= WebSocketFromWs;
+
 const UNKNOWN_ID = "00000000-0000-4000-8000-000000000000";
 const NOT_A_UUID = "not-a-uuid";
 const PARTS = ["query", "apq", "subscription"];
@@ -239,6 +244,12 @@ const errorsOf = (error) =>
         code: e.extensions?.code ?? null,
       }))
     : [];
+
+/** A GraphQL error's codes, or any other error's message. */
+const problems = (error) =>
+  CombinedGraphQLErrors.is(error)
+    ? errorsOf(error).map((e) => e.code)
+    : [String(error?.message ?? error)];
 
 async function queryPart(options) {
   const log = [];
@@ -402,8 +413,7 @@ async function subscriptionPart(options) {
   const protocolEvents = [];
   const wsClient = createWsClient({
     url: wsUrl,
-    // Node before 22 has no global WebSocket; ws is the same API.
-    webSocketImpl: globalThis.WebSocket ?? WebSocketFromWs,
+    webSocketImpl: globalThis.WebSocket,
     // Credentials travel in connection_init, under the names the HTTP headers have.
     connectionParams: options.headers,
     retryAttempts: 0,
@@ -427,8 +437,9 @@ async function subscriptionPart(options) {
       resolve();
     }, options.timeout * 1000);
     subscription = client.subscribe({ query: WATCH, variables: { id: options.live } }).subscribe({
+      // Apollo Client 4 hands a subscription's errors, GraphQL or socket, to next().
       next: (result) => {
-        if (result.error) errors.push(...(errorsOf(result.error).map((e) => e.code)));
+        if (result.error) errors.push(...problems(result.error));
         const execution = result.data?.executionUpdated;
         if (execution) {
           events.push({
@@ -441,8 +452,7 @@ async function subscriptionPart(options) {
         }
       },
       error: (error) => {
-        errors.push(...(errorsOf(error).map((e) => e.code)));
-        if (!CombinedGraphQLErrors.is(error)) errors.push(String(error?.message ?? error));
+        errors.push(...problems(error));
         clearTimeout(timer);
         resolve();
       },
@@ -473,7 +483,7 @@ async function subscriptionPart(options) {
 
 async function main() {
   const options = parseArguments(process.argv.slice(2));
-  const report = { node: process.versions.node, webSocket: globalThis.WebSocket ? "global" : "ws" };
+  const report = { node: process.versions.node, webSocket };
   const runners = { query: queryPart, apq: apqPart, subscription: subscriptionPart };
   let failed = false;
   for (const part of options.parts) {
