@@ -23,6 +23,7 @@ from gateway.access_log import AccessLog, configure_logging
 from gateway.body_limit import BodySizeLimit
 from gateway.cache import ExecutionCache, MemoryCache
 from gateway.errors import ErrorCode
+from gateway.explorer_route import create_explorer_router
 from gateway.fetcher import ExecutionFetcher
 from gateway.graphql_route import create_graphql_router
 from gateway.redis_cache import RedisCache, TieredCache
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> FastAPI
     app.include_router(rest.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(create_explorer_router())
     return app
 
 

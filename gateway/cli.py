@@ -12,6 +12,7 @@ Every ``serve`` option is also a ``POLOS_GATEWAY_*`` variable; an option given h
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -123,7 +124,11 @@ def _serve(args: argparse.Namespace) -> int:
                 "no upstream configured (POLOS_GATEWAY_UPSTREAM_URL): serving the DEMO data"
             )
         upstream_url = _start_demo_in_thread()
-        settings = settings.model_copy(update={"upstream_url": upstream_url})
+        # The explorer lists the demo's samples unless samples of its own were configured.
+        samples = settings.explorer_samples or dict(SAMPLES)
+        settings = settings.model_copy(
+            update={"upstream_url": upstream_url, "explorer_samples": samples}
+        )
         _print_demo_banner(f"http://{settings.host}:{settings.port}", upstream_url)
     if settings.workers == 1:
         signal.signal(signal.SIGTERM, _exit_after_stopping)
@@ -139,6 +144,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     # Worker processes import the app by name and read their settings from the environment.
     os.environ["POLOS_GATEWAY_UPSTREAM_URL"] = settings.upstream_base
+    os.environ["POLOS_GATEWAY_EXPLORER_SAMPLES"] = json.dumps(settings.explorer_samples)
     # Workers must see the metrics directory before they import prometheus-client.
     own_metrics_dir = None
     given_dir = os.environ.get(MULTIPROC_DIR_VARIABLE)

@@ -16,6 +16,7 @@ from pydantic import AnyHttpUrl, Field, RedisDsn, SecretStr, field_validator, mo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway.credentials import ALLOWED_COOKIES, ALLOWED_HEADERS
+from gateway.executions import parse_execution_id
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
 TtlSeconds = Annotated[float, Field(ge=0, le=7 * 24 * 3600)]
@@ -219,6 +220,28 @@ class Settings(BaseSettings):
         default=sorted(ALLOWED_COOKIES),
         description="Cookies forwarded to the upstream (a subset of the contract's).",
     )
+
+    explorer_samples: dict[str, str] = Field(
+        default={},
+        description="Executions the explorer page (/explorer) lists to open with one click: "
+        "label to execution id, as a JSON object in the environment. `serve --demo` fills it "
+        "with the demo's samples.",
+    )
+
+    @field_validator("explorer_samples")
+    @classmethod
+    def _samples_are_execution_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 100:
+            raise ValueError(f"at most 100 samples; got {len(value)}")
+        samples: dict[str, str] = {}
+        for label, raw_id in value.items():
+            execution_id = parse_execution_id(raw_id)
+            if execution_id is None:
+                raise ValueError(f"sample {label[:80]!r} is not an execution id (a UUID)")
+            if not label.strip() or len(label) > 200:
+                raise ValueError("a sample label is 1 to 200 characters")
+            samples[label.strip()] = execution_id
+        return samples
 
     @field_validator("forward_headers", "forward_cookies", mode="before")
     @classmethod
