@@ -34,19 +34,10 @@ from gateway.app import create_app
 from gateway.demo.data import SAMPLES
 from gateway.demo.faults import ALL_KINDS, FaultConfig, parse_kinds
 from gateway.demo.upstream import DemoOptions, create_demo_app, create_faulty_demo_app
+from gateway.graphiql import SAMPLE_QUERY
 from gateway.metrics import MULTIPROC_DIR_VARIABLE
 from gateway.schema import build_schema
 from gateway.settings import Settings
-
-SAMPLE_QUERY = """\
-query Tree($id: ID!) {
-  execution(id: $id) {
-    id workflowId status isRoot createdAt
-    parent { id workflowId status }
-    root { id workflowId status }
-    ancestors(limit: 10) { id workflowId status }
-  }
-}"""
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -79,7 +70,7 @@ def _print_demo_banner(gateway_url: str, upstream_url: str) -> None:
         f"Demo upstream (a Polos look-alike) at {upstream_url}",
         f"GraphiQL at {gateway_url}/graphql - sample execution ids:",
         *(f"  {execution_id}  {label}" for label, execution_id in samples.items()),
-        'Paste this query, with variables {"id": "<one of the ids>"}:',
+        'GraphiQL opens on this query; paste it anywhere with variables {"id": "<an id>"}:',
         SAMPLE_QUERY,
         f"REST, as the orchestrator serves it: {gateway_url}/api/v1/executions/<id>",
     ]

@@ -9,6 +9,8 @@ What it takes, besides what Strawberry checks:
 - ``GET`` runs queries only (Strawberry refuses other operations); a mutation is 405 with
   ``Allow: POST``, as GraphQL over HTTP asks.
 - One operation per request: a JSON array (a batch) is refused.
+- ``GET`` with ``Accept: text/html`` and no operation is GraphiQL, opened on an example
+  (``gateway.graphiql``).
 
 Every refusal of the request itself is a JSON body in GraphQL's error shape,
 ``{"errors": [{"message": ..., "extensions": {"code": "BAD_USER_INPUT"}}]}``, where
@@ -23,7 +25,7 @@ from typing import overload
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, parse_content_type
 from fastapi import Request, Response, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIWebSocketRoute
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
@@ -34,6 +36,7 @@ from strawberry.types.unset import UNSET
 from gateway.context import Context
 from gateway.dependencies import request_id_of, request_loader, settings_of
 from gateway.errors import ErrorCode
+from gateway.graphiql import graphiql_page
 from gateway.schema import build_schema
 from gateway.settings import Settings
 
@@ -79,6 +82,9 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
                     400, "The request body must be a JSON object with a `query` member."
                 )
         return await super().parse_http_body(request)
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        return HTMLResponse(graphiql_page())
 
     @overload
     async def run(
