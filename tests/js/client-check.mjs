@@ -1,20 +1,25 @@
 // Real GraphQL clients against a live gateway, as a frontend would use them.
 //
-//   node client-check.mjs <gateway url> --leaf <id> [--live <id>] [--parts query,apq,subscription]
+//   node client-check.mjs <gateway url> [--parts query,apq,subscription,cancel]
+//                         [--leaf <id>] [--live <id>] [--cancel <id>]
 //                         [--header 'Name: value' ...] [--timeout <seconds>]
 //
 // Prints exactly one JSON line on stdout: what each part saw (counts, ids, statuses, error
 // codes), for tests/test_js_client.py to assert on. Diagnostics go to stderr. It exits 0 when
-// it could report, 1 when the arguments are wrong, 2 when a part could not run at all.
+// every part ran, 1 when the arguments are wrong, 2 when a part threw (the line says which).
 //
 // The parts:
-//   query         Apollo Client over HTTP: an execution with parent, root and ancestors; a list
-//                 through executions(ids) with one entry failing on its own.
+//   query         Apollo Client over HTTP: an execution with parent, root and ancestors (--leaf);
+//                 a list through executions(ids) with entries failing on their own.
 //   apq           automatic persisted queries: Apollo's persisted-query link over POST and over
 //                 GET (useGETForHashedQueries), urql's persistedExchange, then raw hash-only
 //                 requests and /metrics, to see the gateway's side of it.
-//   subscription  executionUpdated(id) through Apollo's GraphQLWsLink over graphql-ws, on an
-//                 execution that is still moving; waits for events, never for a fixed time.
+//   subscription  executionUpdated(--live) through Apollo's GraphQLWsLink over graphql-ws, until
+//                 it completes; waits for events, never for a fixed time (--timeout overall).
+//   cancel        watch --cancel, cancelExecution it on the first event, follow it to the end,
+//                 then cancel it again, now that it is final.
+//
+// --header goes on every HTTP request and, under the same name, into connection_init.
 
 import { createHash } from "node:crypto";
 
@@ -30,6 +35,7 @@ import { createPersistedQueryLink } from "@apollo/client/link/persisted-queries"
 import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
 import { Client as UrqlClient, cacheExchange, fetchExchange } from "@urql/core";
 import { persistedExchange } from "@urql/exchange-persisted";
+import { OperationTypeNode } from "graphql";
 import { createClient as createWsClient } from "graphql-ws";
 import WebSocketFromWs from "ws";
 
@@ -115,9 +121,22 @@ const WATCH = gql`
 const webSocket = globalThis.WebSocket ? "global" : "ws";
 globalThis.WebSocket ??= WebSocketFromWs;
 
+// A Cancel button: the execution as it is right after, PENDING_CANCEL until the worker confirms.
+const CANCEL = gql`
+  mutation Cancel($id: ID!) {
+    cancelExecution(id: $id) {
+      id
+      status
+      isTerminal
+      cancelledAt
+      cancelledBy
+    }
+  }
+`;
+
 const UNKNOWN_ID = "00000000-0000-4000-8000-000000000000";
 const NOT_A_UUID = "not-a-uuid";
-const PARTS = ["query", "apq", "subscription"];
+const PARTS = ["query", "apq", "subscription", "cancel"];
 
 function usage(message) {
   process.stderr.write(`client-check: ${message}\n`);
@@ -136,6 +155,7 @@ function parseArguments(argv) {
     };
     if (arg === "--leaf") options.leaf = value();
     else if (arg === "--live") options.live = value();
+    else if (arg === "--cancel") options.cancel = value();
     else if (arg === "--timeout") options.timeout = Number(value());
     else if (arg === "--parts") options.parts = value().split(",").filter(Boolean);
     else if (arg === "--header") {
@@ -156,6 +176,9 @@ function parseArguments(argv) {
   }
   if (options.parts.includes("subscription") && !options.live) {
     usage("--live <execution id> is needed for the subscription part");
+  }
+  if (options.parts.includes("cancel") && !options.cancel) {
+    usage("--cancel <execution id> is needed for the cancel part");
   }
   if (!(options.timeout > 0)) usage("--timeout takes a positive number of seconds");
   return options;
@@ -225,16 +248,46 @@ const summary = (log) =>
 
 // --- Apollo Client ----------------------------------------------------------------------------
 
-function apollo(options, link) {
-  return new ApolloClient({ link, cache: new InMemoryCache() });
-}
-
 function httpLink(options, log) {
   return new HttpLink({
     uri: `${options.url}/graphql`,
     headers: options.headers,
     fetch: loggingFetch(log),
   });
+}
+
+/** A plain client: every operation a POST with its whole document. */
+function plainClient(options, log) {
+  return new ApolloClient({ link: httpLink(options, log), cache: new InMemoryCache() });
+}
+
+const wsUrl = (options) => `${options.url.replace(/^http/, "ws")}/graphql`;
+
+/**
+ * The client docs/frontend.md sets up: queries as persisted hashes sent by GET (the document
+ * itself only when the gateway asks for it), subscriptions over graphql-ws, the same
+ * credentials on both.
+ */
+function appClient(options, log, on = {}) {
+  const http = new HttpLink({
+    uri: `${options.url}/graphql`,
+    headers: options.headers,
+    fetch: loggingFetch(log),
+  });
+  const persisted = createPersistedQueryLink({ sha256, useGETForHashedQueries: true });
+  const wsClient = createWsClient({
+    url: wsUrl(options),
+    // connection_init carries the credentials, under the names the HTTP headers have.
+    connectionParams: options.headers,
+    retryAttempts: 0,
+    on,
+  });
+  const link = ApolloLink.split(
+    ({ operationType }) => operationType === OperationTypeNode.SUBSCRIPTION,
+    new GraphQLWsLink(wsClient),
+    persisted.concat(http),
+  );
+  return { client: new ApolloClient({ link, cache: new InMemoryCache() }), wsClient };
 }
 
 const errorsOf = (error) =>
@@ -253,7 +306,7 @@ const problems = (error) =>
 
 async function queryPart(options) {
   const log = [];
-  const client = apollo(options, httpLink(options, log));
+  const client = plainClient(options, log);
 
   const tree = await client.query({ query: TREE, variables: { id: options.leaf } });
   const execution = tree.data.execution;
@@ -288,23 +341,36 @@ async function queryPart(options) {
 
 // --- automatic persisted queries --------------------------------------------------------------
 
-function persistedApollo(options, log, useGETForHashedQueries) {
-  const persisted = createPersistedQueryLink({ sha256, useGETForHashedQueries });
-  return apollo(options, ApolloLink.from([persisted, httpLink(options, log)]));
+/** Hashes by POST: the persisted-query link's default. */
+function postPersistedClient(options, log) {
+  const persisted = createPersistedQueryLink({ sha256 });
+  return new ApolloClient({
+    link: persisted.concat(httpLink(options, log)),
+    cache: new InMemoryCache(),
+  });
+}
+
+/** Hashes by GET: the app client, its WebSocket never opened (graphql-ws connects lazily). */
+function getPersistedClient(options, log) {
+  const { client, wsClient } = appClient(options, log);
+  return { client, dispose: () => wsClient.dispose() };
 }
 
 /** Two fresh Apollo clients ask the same query: the first teaches the gateway, the second not. */
-async function apolloPersisted(options, query, useGETForHashedQueries) {
+async function apolloPersisted(options, query, makeClient) {
+  const ask = async (log) => {
+    const made = makeClient(options, log);
+    const client = made instanceof ApolloClient ? made : made.client;
+    try {
+      return await client.query({ query, variables: { id: options.leaf } });
+    } finally {
+      await made.dispose?.();
+    }
+  };
   const first = [];
-  const firstResult = await persistedApollo(options, first, useGETForHashedQueries).query({
-    query,
-    variables: { id: options.leaf },
-  });
+  const firstResult = await ask(first);
   const second = [];
-  const secondResult = await persistedApollo(options, second, useGETForHashedQueries).query({
-    query,
-    variables: { id: options.leaf },
-  });
+  const secondResult = await ask(second);
   const taught = first.find((r) => r.withQuery);
   return {
     first: summary(first),
@@ -389,8 +455,8 @@ async function persistedMetrics(options) {
 
 async function apqPart(options) {
   const metricsBefore = await persistedMetrics(options);
-  const post = await apolloPersisted(options, BREADCRUMB, false);
-  const get = await apolloPersisted(options, HEADER, true);
+  const post = await apolloPersisted(options, BREADCRUMB, postPersistedClient);
+  const get = await apolloPersisted(options, HEADER, getPersistedClient);
   const urql = await urqlPersisted(options);
   const raw = [
     await rawHashOnly(options, post.hash, "POST"),
@@ -408,23 +474,11 @@ async function apqPart(options) {
 
 // --- subscriptions ----------------------------------------------------------------------------
 
-async function subscriptionPart(options) {
-  const wsUrl = `${options.url.replace(/^http/, "ws")}/graphql`;
-  const protocolEvents = [];
-  const wsClient = createWsClient({
-    url: wsUrl,
-    webSocketImpl: globalThis.WebSocket,
-    // Credentials travel in connection_init, under the names the HTTP headers have.
-    connectionParams: options.headers,
-    retryAttempts: 0,
-    on: {
-      connected: () => protocolEvents.push("connected"),
-      closed: (event) => protocolEvents.push(`closed:${event?.code ?? "?"}`),
-      error: () => protocolEvents.push("error"),
-    },
-  });
-  const client = apollo(options, new GraphQLWsLink(wsClient));
-
+/**
+ * Follow executionUpdated(id) until it completes, ends in an error, or the overall timeout;
+ * ``onEvent`` sees each execution as it arrives.
+ */
+async function follow(client, options, id, onEvent = () => {}) {
   const events = [];
   const errors = [];
   let completed = false;
@@ -436,7 +490,7 @@ async function subscriptionPart(options) {
       subscription?.unsubscribe();
       resolve();
     }, options.timeout * 1000);
-    subscription = client.subscribe({ query: WATCH, variables: { id: options.live } }).subscribe({
+    subscription = client.subscribe({ query: WATCH, variables: { id } }).subscribe({
       // Apollo Client 4 hands a subscription's errors, GraphQL or socket, to next().
       next: (result) => {
         if (result.error) errors.push(...problems(result.error));
@@ -449,6 +503,7 @@ async function subscriptionPart(options) {
             started: execution.startedAt !== null,
             completed: execution.completedAt !== null,
           });
+          onEvent(execution);
         }
       },
       error: (error) => {
@@ -463,8 +518,6 @@ async function subscriptionPart(options) {
       },
     });
   });
-  await wsClient.dispose();
-
   const statuses = events.map((e) => e.status);
   return {
     events: events.length,
@@ -475,8 +528,60 @@ async function subscriptionPart(options) {
     completed,
     timedOut,
     errors,
-    protocol: protocolEvents,
   };
+}
+
+async function subscriptionPart(options) {
+  const protocol = [];
+  const log = [];
+  const { client, wsClient } = appClient(options, log, {
+    connected: () => protocol.push("connected"),
+    error: () => protocol.push("error"),
+  });
+  try {
+    const followed = await follow(client, options, options.live);
+    // Everything went over the WebSocket: no HTTP request at all.
+    return { ...followed, protocol, httpRequests: log.length };
+  } finally {
+    await wsClient.dispose();
+  }
+}
+
+/** A Cancel button on a live page: cancel what is being watched, see it end as cancelled. */
+async function cancelPart(options) {
+  const log = [];
+  const { client, wsClient } = appClient(options, log);
+  let cancelled = null;
+  try {
+    const followed = await follow(client, options, options.cancel, (execution) => {
+      if (cancelled === null && !execution.isTerminal) {
+        cancelled = client
+          .mutate({ mutation: CANCEL, variables: { id: options.cancel }, errorPolicy: "all" })
+          .then(({ data, error }) => ({
+            status: data?.cancelExecution?.status ?? null,
+            cancelledBy: data?.cancelExecution?.cancelledBy ?? null,
+            errors: error ? problems(error) : [],
+          }));
+      }
+    });
+    const first = cancelled === null ? null : await cancelled;
+    // Once final, an execution cannot be cancelled: the UI greys the button out.
+    const again = await client.mutate({
+      mutation: CANCEL,
+      variables: { id: options.cancel },
+      errorPolicy: "all",
+    });
+    return {
+      ...followed,
+      mutation: first,
+      again: {
+        data: again.data?.cancelExecution ?? null,
+        errors: again.error ? errorsOf(again.error) : [],
+      },
+    };
+  } finally {
+    await wsClient.dispose();
+  }
 }
 
 // --- main -------------------------------------------------------------------------------------
@@ -484,7 +589,12 @@ async function subscriptionPart(options) {
 async function main() {
   const options = parseArguments(process.argv.slice(2));
   const report = { node: process.versions.node, webSocket };
-  const runners = { query: queryPart, apq: apqPart, subscription: subscriptionPart };
+  const runners = {
+    query: queryPart,
+    apq: apqPart,
+    subscription: subscriptionPart,
+    cancel: cancelPart,
+  };
   let failed = false;
   for (const part of options.parts) {
     try {
