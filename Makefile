@@ -40,12 +40,15 @@ pytest: $(VENV)/.installed-dev os-packages tests/js/node_modules/.installed
 	$(BIN)/pytest
 
 # What the suite runs besides Python: a real redis-server for the shared-cache tests, and
-# Node.js with npm for the JavaScript client check (tests/js).
+# Node.js with npm for the JavaScript client check (tests/js), and Chromium for the explorer's
+# browser test (driven by Playwright's Python package; no browser is downloaded).
 os-packages:
 	@command -v redis-server >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 	@(command -v node && command -v npm) >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null)
+	@test -x /usr/bin/chromium || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 # tests/js's packages, exactly as its lock file pins them; again only when the lock changes.
 tests/js/node_modules/.installed: tests/js/package-lock.json tests/js/package.json | os-packages

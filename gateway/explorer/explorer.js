@@ -298,7 +298,12 @@ ${FRAGMENT}`;
       connectionParams: () => credentialHeaders(),
       jsonMessageReviver: reviver,
       on: {
-        connected: () => { state.liveProblem = null; showLiveState(); },
+        connected: () => {
+          state.liveProblem = null;
+          state.problems = state.problems.filter((p) => !p.socket);
+          renderProblems();
+          showLiveState();
+        },
         closed: () => showLiveState(),
       },
     });
@@ -349,7 +354,9 @@ ${FRAGMENT}`;
       },
       error: (error) => {
         finished();
-        reportLiveErrors(id, describeSocketError(error));
+        // GraphQL errors concern this execution; anything else is the connection itself.
+        if (Array.isArray(error)) reportLiveErrors(id, error);
+        else reportSocketProblem(error);
       },
       complete: finished,
     });
@@ -357,13 +364,27 @@ ${FRAGMENT}`;
   }
 
   function describeSocketError(error) {
-    if (Array.isArray(error)) return error;
     if (error && typeof error.code === "number" && "reason" in error) {
       const reason = error.reason ? `: ${error.reason}` : "";
-      return [failure("WEBSOCKET", `The live connection closed (${error.code}${reason}).`)];
+      return `the WebSocket closed (code ${error.code}${reason})`;
     }
-    const message = error && error.message ? error.message : "the live connection failed";
-    return [failure("WEBSOCKET", `Live updates stopped: ${message}.`)];
+    if (error instanceof Error && error.message) return error.message;
+    return "the WebSocket to /graphql could not be opened";
+  }
+
+  function reportSocketProblem(error) {
+    const text = describeSocketError(error);
+    state.liveProblem = text;
+    state.problems = [
+      ...state.problems.filter((p) => !p.socket),
+      {
+        title: "Live updates are unavailable; reload the page to try again",
+        errors: [failure("WEBSOCKET", `${text[0].toUpperCase()}${text.slice(1)}.`)],
+        socket: true,
+      },
+    ];
+    renderProblems();
+    showLiveState();
   }
 
   function reportLiveErrors(id, errors) {
@@ -555,7 +576,7 @@ ${FRAGMENT}`;
         retries ? h("span", { className: "retries", text: `${retries} ${retries === 1 ? "retry" : "retries"}` }) : null,
         state.live.has(node.id) ? h("span", { className: "live-dot", text: "live" }) : null));
       const li = h("li", {
-        className: `node${selected ? " selected" : ""}${node.isRoot ? " root" : ""}`,
+        className: `node${selected ? " selected" : ""}${depth ? " child" : ""}`,
         dataset: { status: knownStatus(node.status), id: node.id },
       }, link);
       li.style.setProperty("--depth", String(Math.min(depth, 12)));
