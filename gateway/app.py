@@ -26,6 +26,7 @@ from gateway.errors import ErrorCode
 from gateway.explorer_route import create_explorer_router
 from gateway.fetcher import ExecutionFetcher
 from gateway.graphql_route import create_graphql_router
+from gateway.persisted_queries import open_persisted_queries
 from gateway.redis_cache import RedisCache, TieredCache
 from gateway.request_id import HEADER, RequestIdMiddleware
 from gateway.settings import Settings
@@ -52,8 +53,10 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> FastAPI
         async with (
             UpstreamClient(settings, tracing=traces) as upstream,
             _open_cache(settings) as (cache, shared),
+            open_persisted_queries(settings) as persisted_queries,
         ):
             app.state.upstream = upstream
+            app.state.persisted_queries = persisted_queries
             app.state.shared_cache = shared
             secret = settings.cache_key_secret
             app.state.fetcher = ExecutionFetcher(

@@ -9,6 +9,8 @@ What it takes, besides what Strawberry checks:
 - ``GET`` runs queries only (Strawberry refuses other operations); a mutation is 405 with
   ``Allow: POST``, as GraphQL over HTTP asks.
 - One operation per request: a JSON array (a batch) is refused.
+- Automatic persisted queries (``gateway.persisted_queries``): a document's hash in
+  ``extensions.persistedQuery`` stands for the document, over POST and GET alike.
 - ``GET`` with ``Accept: text/html`` and no operation is GraphiQL, opened on an example
   (``gateway.graphiql``).
 
@@ -30,13 +32,16 @@ from fastapi.routing import APIWebSocketRoute
 from starlette.requests import HTTPConnection
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.unset import UNSET
 
 from gateway.context import Context
 from gateway.dependencies import request_id_of, request_loader, settings_of
 from gateway.errors import ErrorCode
 from gateway.graphiql import graphiql_page
+from gateway.persisted_queries import PersistedQueries, PersistedQueryError
 from gateway.schema import build_schema
 from gateway.settings import Settings
 
@@ -83,8 +88,32 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
                 )
         return await super().parse_http_body(request)
 
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        # A GET naming a persisted query has no `query` either, and Apollo Client sends it
+        # with `Accept: */*`: it asks for a result, not for GraphiQL.
+        return (
+            super().should_render_graphql_ide(request)
+            and request.query_params.get("extensions") is None
+        )
+
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(graphiql_page())
+
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: Context,
+        root_value: None,
+        sub_response: Response,
+    ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+        if isinstance(request_data, GraphQLRequestData):
+            store: PersistedQueries = request.app.state.persisted_queries
+            await store.resolve(request_data)
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
 
     @overload
     async def run(
@@ -105,6 +134,8 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
             return await super().run(request, context, root_value)
         except HTTPException as refusal:
             return _refusal_response(refusal)
+        except PersistedQueryError as answer:
+            return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
 
 def _refusal_response(refusal: HTTPException) -> Response:

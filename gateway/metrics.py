@@ -65,6 +65,12 @@ SINGLE_FLIGHT_JOINS = Counter(
     "polos_gateway_single_flight_joins",
     "Fetches that joined an identical upstream call already in flight instead of making one.",
 )
+PERSISTED_QUERIES = Counter(
+    "polos_gateway_persisted_queries",
+    "Automatic persisted queries by outcome: hit (the hash ran its stored document), miss "
+    "(PersistedQueryNotFound), registered (a new document stored).",
+    ["outcome"],
+)
 GRAPHQL_OPERATIONS = Counter(
     "polos_gateway_graphql_operations",
     "GraphQL operations by operation name and outcome (ok, or the first error's code).",

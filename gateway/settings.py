@@ -212,6 +212,25 @@ class Settings(BaseSettings):
         "Redis (required with it). Unset without Redis: a random one per process.",
     )
 
+    persisted_queries_enabled: bool = Field(
+        default=True,
+        description="Automatic persisted queries (Apollo APQ): a client may send a document's "
+        "SHA-256 instead of the document once it has registered it.",
+    )
+    persisted_queries_max_entries: int = Field(
+        default=1000, ge=0, description="Most persisted documents each process keeps in memory."
+    )
+    persisted_queries_max_bytes: int = Field(
+        default=8 * 2**20,
+        ge=0,
+        description="Most bytes of persisted documents each process keeps in memory.",
+    )
+    persisted_queries_ttl: TtlSeconds = Field(
+        default=86400.0,
+        description="Seconds a persisted document is kept in Redis, when Redis is configured "
+        "(0: not at all).",
+    )
+
     forward_headers: Annotated[list[str], NoDecode] = Field(
         default=sorted(ALLOWED_HEADERS),
         description="Request headers forwarded to the upstream (a subset of the contract's).",
