@@ -3,6 +3,8 @@
 Ids are UUIDv5 of a readable name, so they are the same on every start. The trees cover every
 status the orchestrator writes (and one it might add later), fan-out, a long chain, payloads of
 every JSON kind, and the broken links a real database can hold: a loop and a deleted parent.
+The live trees (``live/...``) follow a timeline instead (``gateway.demo.progress``): they run
+from queued to a final status from the first time one of their executions is read.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.demo.progress import Change, Timeline
+
 _NAMESPACE = uuid.UUID("5f1d2c1e-6a1b-4c39-9a43-7d0f1c2b9e10")
 _EPOCH = datetime(2026, 11, 14, 13, 0, 0, 123456, tzinfo=UTC)
 CHAIN_DEPTH = 60
 FANOUT_LEAVES = 120
+LONG_JOB_SECONDS = 610.0
+BACKFILL_BATCHES = 4
 
 
 def demo_id(name: str) -> str:
@@ -29,9 +35,10 @@ def _timestamp(seconds: float) -> str:
 
 @dataclass
 class DemoStore:
-    """Executions by id, as the orchestrator would serialise them."""
+    """Executions by id, as the orchestrator would serialise them; live ones with a timeline."""
 
     executions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timelines: dict[str, Timeline] = field(default_factory=dict)
 
     def add(
         self,
@@ -83,6 +90,12 @@ class DemoStore:
         }
         if extra:
             raise TypeError(f"unknown execution fields: {sorted(extra)}")
+        return execution_id
+
+    def add_live(self, name: str, workflow_id: str, *changes: Change, **fields: Any) -> str:
+        """Add an execution that goes through ``changes``; ``fields`` describe how it ends."""
+        execution_id = self.add(name, workflow_id, changes[-1].status, **fields)
+        self.timelines[execution_id] = Timeline(changes)
         return execution_id
 
 
@@ -402,7 +415,160 @@ def _broken_links(store: DemoStore) -> None:
     del store.executions[demo_id("orphan/parent")]
 
 
-# The ids `serve --demo` prints, with what each shows.
+def _live_agent_run(store: DemoStore) -> None:
+    """Live, completed at 40 s: a planner, a search that retries once, a writer that waits."""
+    store.add_live(
+        "live/agent",
+        "trip_planner_agent",
+        Change(0, "queued"),
+        Change(2, "claimed"),
+        Change(3, "running"),
+        Change(40, "completed"),
+        payload={"request": "3 days in Lisbon in May", "budget_eur": 1200},
+        result={"itinerary_url": "s3://trips/lisbon.md", "days": 3},
+        user_id="user_linus",
+        session_id="sess-live-1",
+    )
+    store.add_live(
+        "live/agent/plan",
+        "planner_agent",
+        Change(0, "queued"),
+        Change(4, "claimed"),
+        Change(5, "running"),
+        Change(10, "completed"),
+        parent="live/agent",
+        payload={"goal": "flights, then an itinerary"},
+        result=["search_flights", "write_itinerary"],
+        step_key="plan",
+    )
+    store.add_live(
+        "live/agent/flights",
+        "search_flights",
+        Change(0, "queued"),
+        Change(10, "claimed"),
+        Change(11, "running"),
+        Change(15, "queued", retry_count=1),  # the first attempt timed out
+        Change(17, "claimed", retry_count=1),
+        Change(18, "running", retry_count=1),
+        Change(24, "completed", retry_count=1),
+        parent="live/agent",
+        payload={"from": "BER", "to": "LIS", "month": 5},
+        result={"cheapest_eur": 142, "options": 9},
+        step_key="search_flights",
+        concurrency_key="flight_api",
+    )
+    store.add_live(
+        "live/agent/itinerary",
+        "writer_agent",
+        Change(0, "queued"),
+        Change(24, "claimed"),
+        Change(25, "running"),
+        Change(27, "waiting"),  # on its LLM call
+        Change(35, "running"),
+        Change(38, "completed"),
+        parent="live/agent",
+        payload={"days": 3},
+        result="Day 1: Alfama and the castle ...",
+        step_key="write_itinerary",
+    )
+    store.add_live(
+        "live/agent/itinerary/llm",
+        "llm_call",
+        Change(0, "queued"),
+        Change(27, "claimed"),
+        Change(28, "running"),
+        Change(34, "completed"),
+        parent="live/agent/itinerary",
+        payload={"model": "gpt-4.1", "messages": 3},
+        result={"tokens": 1840},
+    )
+
+
+def _live_failing_import(store: DemoStore) -> None:
+    """Live, failed at 31 s: its parse step fails all three attempts."""
+    store.add_live(
+        "live/import",
+        "invoice_import",
+        Change(0, "queued"),
+        Change(2, "claimed"),
+        Change(3, "running"),
+        Change(31, "failed"),
+        payload={"mailbox": "invoices@example.org"},
+        error="step parse_invoices failed after 3 attempts",
+    )
+    store.add_live(
+        "live/import/fetch",
+        "fetch_invoices",
+        Change(0, "queued"),
+        Change(4, "claimed"),
+        Change(5, "running"),
+        Change(10, "completed"),
+        parent="live/import",
+        payload={"since": "2026-11-01"},
+        result={"invoices": 214},
+    )
+    store.add_live(
+        "live/import/parse",
+        "parse_invoices",
+        Change(0, "queued"),
+        Change(10, "claimed"),
+        Change(11, "running"),
+        Change(15, "queued", retry_count=1),
+        Change(17, "claimed", retry_count=1),
+        Change(18, "running", retry_count=1),
+        Change(22, "queued", retry_count=2),
+        Change(24, "claimed", retry_count=2),
+        Change(25, "running", retry_count=2),
+        Change(29, "failed", retry_count=2),
+        parent="live/import",
+        payload={"invoices": 214},
+        error="invoice INV-2291: the total does not match its lines",
+    )
+
+
+def _live_long_job(store: DemoStore) -> None:
+    """Live, completed at LONG_JOB_SECONDS unless cancelled (what it is for): batch after batch."""
+    store.add_live(
+        "live/backfill",
+        "embedding_backfill",
+        Change(0, "queued"),
+        Change(2, "claimed"),
+        Change(3, "running"),
+        Change(LONG_JOB_SECONDS, "completed"),
+        payload={"collection": "support_articles", "model": "text-embedding-3-small"},
+        result={"documents": 50000},
+        run_timeout_seconds=3600,
+    )
+    store.add_live(
+        "live/backfill/count",
+        "count_documents",
+        Change(0, "queued"),
+        Change(3, "claimed"),
+        Change(4, "running"),
+        Change(8, "completed"),
+        parent="live/backfill",
+        payload={"collection": "support_articles"},
+        result={"documents": 50000},
+    )
+    batch_seconds = (LONG_JOB_SECONDS - 10) / BACKFILL_BATCHES
+    for index in range(BACKFILL_BATCHES):
+        claimed = 8 + index * batch_seconds
+        store.add_live(
+            f"live/backfill/batch-{index}",
+            "embed_batch",
+            Change(0, "queued"),
+            Change(claimed, "claimed"),
+            Change(claimed + 1, "running"),
+            Change(claimed + batch_seconds, "completed"),
+            parent="live/backfill",
+            payload={"batch": index, "size": 50000 // BACKFILL_BATCHES},
+            result={"embedded": 50000 // BACKFILL_BATCHES},
+            step_key=f"batch_{index}",
+            queue_name="embeddings",
+        )
+
+
+# The ids `serve --demo` prints, with what each shows; a live tree starts when first read.
 SAMPLES = {
     "a completed research tree (root)": demo_id("research"),
     "a leaf five levels down": demo_id("research/planner/search-0/summarise/llm"),
@@ -413,6 +579,9 @@ SAMPLES = {
     f"the end of a {CHAIN_DEPTH}-deep chain": demo_id(f"chain/{CHAIN_DEPTH - 1}"),
     "a parent loop": demo_id("loop/a"),
     "an execution whose parent was deleted": demo_id("orphan/child"),
+    "a live agent run: queued -> running -> completed over ~40 s (watch it)": demo_id("live/agent"),
+    "a live import: a step retries, then it all fails after ~30 s": demo_id("live/import"),
+    "a long-running job (~10 min) to cancel": demo_id("live/backfill"),
 }
 
 
@@ -426,6 +595,9 @@ def seed() -> DemoStore:
         _fanout,
         _chain,
         _broken_links,
+        _live_agent_run,
+        _live_failing_import,
+        _live_long_job,
     ):
         build(store)
     return store

@@ -1,8 +1,10 @@
 """Fault injection for the demo upstream: the ways a real orchestrator (or the network) fails.
 
 ``FaultInjector`` is ASGI middleware. For a share (``rate``) of execution requests
-(``/api/v1/executions/...``; every other path passes untouched) it draws one fault from
-``kinds`` with a seeded random generator, so a run is reproducible:
+(``/api/v1/executions/...``, reads and cancels alike; every other path passes untouched) it
+draws one fault from ``kinds`` with a seeded random generator, so a run is reproducible. A
+fault that drops the connection after the demo answered (``reset``, ``truncated``) leaves a
+cancel done though its answer is lost, as a real network can:
 
 ======================  ======================================================================
 ``hang``                hold the request ``hang_seconds``, then answer; ends early when the
@@ -195,7 +197,8 @@ class FaultInjector:
         if kind is FaultKind.MALFORMED:
             return _json_200(b"<html><body>502 Bad Gateway</body></html>")
         if kind is FaultKind.WRONG_SHAPE:
-            execution_id = scope["path"].removeprefix(EXECUTIONS_PREFIX)
+            # The id alone, for a cancel too (``<id>/cancel``).
+            execution_id = scope["path"].removeprefix(EXECUTIONS_PREFIX).split("/")[0]
             return _json_200(json.dumps([{"id": execution_id}]).encode())
         if kind is FaultKind.BURST:
             return _empty(self._random.choice(self.config.burst_statuses))
