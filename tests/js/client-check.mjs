@@ -21,7 +21,7 @@
 //
 // --header goes on every HTTP request and, under the same name, into connection_init.
 
-import { createHash } from "node:crypto";
+import { createHash, webcrypto } from "node:crypto";
 
 import {
   ApolloClient,
@@ -184,7 +184,16 @@ function parseArguments(argv) {
   return options;
 }
 
+// Node's hash, for the clients that run in Node only.
 const sha256 = (text) => createHash("sha256").update(text).digest("hex");
+
+// A browser's hash (Web Crypto), for the app client, which a page would run as it is. Node 18
+// has Web Crypto only as node:crypto's webcrypto, later ones as the global crypto too.
+const subtle = (globalThis.crypto ?? webcrypto).subtle;
+async function browserSha256(text) {
+  const digest = await subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
 
 // --- a fetch that keeps a log of what went over the wire ------------------------------------
 
@@ -274,7 +283,10 @@ function appClient(options, log, on = {}) {
     headers: options.headers,
     fetch: loggingFetch(log),
   });
-  const persisted = createPersistedQueryLink({ sha256, useGETForHashedQueries: true });
+  const persisted = createPersistedQueryLink({
+    sha256: browserSha256,
+    useGETForHashedQueries: true,
+  });
   const wsClient = createWsClient({
     url: wsUrl(options),
     // connection_init carries the credentials, under the names the HTTP headers have.
