@@ -407,15 +407,13 @@ ${FRAGMENT}`;
     if (before.status !== update.status) {
       announce(`${update.workflowId || before.workflowId} is now ${update.status}.`);
     }
-    render();
     if (update.isTerminal) {
+      // A final status is the last one: the gateway completes the subscription after it.
       const stop = state.live.get(update.id);
-      if (stop) {
-        state.live.delete(update.id);
-        stop();
-      }
-      showLiveState();
+      state.live.delete(update.id);
+      if (stop) stop();
     }
+    render();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -434,7 +432,7 @@ ${FRAGMENT}`;
     if (result) {
       const index = state.trail.findIndex((node) => node.id === result.id);
       if (index >= 0) state.trail[index] = { ...state.trail[index], ...result };
-      state.actionResult = { ok: true, text: `Cancellation requested: the execution is ${result.status}.`, errors };
+      state.actionResult = { ok: true, text: `Cancel sent; the gateway answered ${result.status}.`, errors };
       announce(`Cancellation requested; status ${result.status}.`);
     } else {
       state.actionResult = { ok: false, text: "The execution was not cancelled.", errors };
