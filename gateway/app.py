@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from gateway import health, metrics, rest
@@ -82,6 +83,18 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> FastAPI
     # The last added is the outermost: the request id is set before the body is read, and
     # is on a 413 too, as is the access log line.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    if settings.cors_origins:
+        # Outside the body limit, so a browser can read a 413; inside the request id and the
+        # access log, so a preflight answered here carries its id and is logged.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=settings.cors_methods,
+            allow_headers=settings.cors_headers,
+            allow_credentials=settings.cors_allow_credentials,
+            expose_headers=[HEADER],
+            max_age=settings.cors_max_age,
+        )
     app.add_middleware(AccessLog)
     if traces.enabled:
         # Inside the request id, which the server span carries as an attribute.

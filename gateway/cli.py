@@ -77,6 +77,14 @@ def _print_demo_banner(gateway_url: str, upstream_url: str) -> None:
     print("\n".join(lines), flush=True)
 
 
+def own_origins(host: str, port: int) -> list[str]:
+    """The origins a browser gives the gateway's own pages (the explorer, GraphiQL) when it
+    serves on ``host:port``: ``--demo`` allows them for CORS unless origins are configured."""
+    if host in {"127.0.0.1", "localhost", "0.0.0.0", "::", "::1"}:  # noqa: S104 - compared, not bound
+        return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+    return [f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"]
+
+
 def _exit_after_stopping(signum: int, frame: FrameType | None) -> NoReturn:
     """SIGTERM is the ordinary way to stop the gateway: exit 0 once it has stopped.
 
@@ -120,6 +128,9 @@ def _serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(
             update={"upstream_url": upstream_url, "explorer_samples": samples}
         )
+        if not settings.cors_origins:
+            origins = own_origins(settings.host, settings.port)
+            settings = settings.model_copy(update={"cors_origins": origins})
         _print_demo_banner(f"http://{settings.host}:{settings.port}", upstream_url)
     if settings.workers == 1:
         signal.signal(signal.SIGTERM, _exit_after_stopping)
@@ -136,6 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Worker processes import the app by name and read their settings from the environment.
     os.environ["POLOS_GATEWAY_UPSTREAM_URL"] = settings.upstream_base
     os.environ["POLOS_GATEWAY_EXPLORER_SAMPLES"] = json.dumps(settings.explorer_samples)
+    os.environ["POLOS_GATEWAY_CORS_ORIGINS"] = ",".join(settings.cors_origins)
     # Workers must see the metrics directory before they import prometheus-client.
     own_metrics_dir = None
     given_dir = os.environ.get(MULTIPROC_DIR_VARIABLE)

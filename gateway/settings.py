@@ -10,6 +10,7 @@ Nothing reads settings at import time; ``create_app(settings)`` receives them.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, Field, RedisDsn, SecretStr, field_validator, model_validator
@@ -20,6 +21,8 @@ from gateway.executions import parse_execution_id
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=600)]
 TtlSeconds = Annotated[float, Field(ge=0, le=7 * 24 * 3600)]
+# What a browser sends as Origin: scheme, host and port, nothing after.
+_ORIGIN = re.compile(r"https?://[^/?#\s]+")
 
 
 def _split_names(value: object) -> object:
@@ -230,6 +233,69 @@ class Settings(BaseSettings):
         description="Seconds a persisted document is kept in Redis, when Redis is configured "
         "(0: not at all).",
     )
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description="Origins whose pages may call the gateway from a browser (CORS), such as "
+        "https://app.example.com, or * for any. Empty: no CORS headers at all.",
+    )
+    cors_methods: Annotated[list[str], NoDecode] = Field(
+        default=["GET", "POST"], description="Methods a page on an allowed origin may use."
+    )
+    cors_headers: Annotated[list[str], NoDecode] = Field(
+        default=[
+            "content-type",
+            "authorization",
+            "x-project-id",
+            "project-id",
+            "traceparent",
+            "x-request-id",
+        ],
+        description="Request headers a page on an allowed origin may send.",
+    )
+    cors_allow_credentials: bool = Field(
+        default=False,
+        description="Let pages on allowed origins send the visitor's cookies (polos_auth).",
+    )
+    cors_max_age: int = Field(
+        default=600, ge=0, le=86400, description="Seconds a browser may reuse a preflight answer."
+    )
+
+    @field_validator("cors_origins", "cors_methods", "cors_headers", mode="before")
+    @classmethod
+    def _cors_lists_from_text(cls, value: object) -> object:
+        return _split_names(value)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_as_browsers_send_them(cls, value: list[str]) -> list[str]:
+        origins = [origin.lower() for origin in value]
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin[:100]!r} is not an origin: scheme, host and optional port, "
+                    "without a path or trailing slash (https://app.example.com), or *"
+                )
+        return list(dict.fromkeys(origins))
+
+    @field_validator("cors_methods")
+    @classmethod
+    def _methods_upper(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(method.upper() for method in value))
+
+    @field_validator("cors_headers")
+    @classmethod
+    def _headers_lower(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(header.lower() for header in value))
+
+    @model_validator(mode="after")
+    def _no_credentials_for_every_origin(self) -> Settings:
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError(
+                "cors_allow_credentials with cors_origins * would let every web site act with "
+                "its visitors' cookies: list the origins instead"
+            )
+        return self
 
     forward_headers: Annotated[list[str], NoDecode] = Field(
         default=sorted(ALLOWED_HEADERS),
