@@ -23,6 +23,7 @@ from gateway import health, metrics, rest
 from gateway.access_log import AccessLog, configure_logging
 from gateway.body_limit import BodySizeLimit
 from gateway.cache import ExecutionCache, MemoryCache
+from gateway.context import Services
 from gateway.errors import ErrorCode
 from gateway.explorer_route import create_explorer_router
 from gateway.fetcher import ExecutionFetcher
@@ -31,6 +32,7 @@ from gateway.persisted_queries import open_persisted_queries
 from gateway.redis_cache import RedisCache, TieredCache
 from gateway.request_id import HEADER, RequestIdMiddleware
 from gateway.settings import Settings
+from gateway.subscriptions import ExecutionWatch
 from gateway.tracing import Tracing
 from gateway.upstream import UpstreamClient
 
@@ -60,15 +62,18 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> FastAPI
             app.state.persisted_queries = persisted_queries
             app.state.shared_cache = shared
             secret = settings.cache_key_secret
-            app.state.fetcher = ExecutionFetcher(
+            app.state.fetcher = fetcher = ExecutionFetcher(
                 upstream,
                 settings,
                 cache=cache,
                 secret=None if secret is None else secret.get_secret_value().encode(),
             )
+            watch = ExecutionWatch(upstream, settings, fingerprint=fetcher.fingerprint)
+            app.state.services = Services(upstream, fetcher, watch)
             try:
                 yield
             finally:
+                await watch.aclose()
                 traces.shutdown()
 
     app = FastAPI(

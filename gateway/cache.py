@@ -47,6 +47,10 @@ class ExecutionCache(Protocol):
 
     async def put(self, key: CacheKey, answer: CachedAnswer, ttl: float) -> None: ...
 
+    async def forget(self, key: CacheKey) -> None:
+        """Drop what is kept of ``key``'s execution: for every credential where the backend
+        can find them cheaply, for ``key``'s own credential at least."""
+
 
 @dataclass(slots=True)
 class _Entry:
@@ -118,6 +122,11 @@ class MemoryCache:
             self._remove(oldest)
             self.evictions += 1
             CACHE_EVICTIONS.labels("memory").inc()
+
+    async def forget(self, key: CacheKey) -> None:
+        # A scan, but only a mutation calls this, and the cache is bounded.
+        for kept in [k for k in self._entries if k.execution_id == key.execution_id]:
+            self._remove(kept)
 
     def _remove(self, key: CacheKey) -> None:
         entry = self._entries.pop(key)

@@ -8,9 +8,11 @@ than a tree of them (FastAPI's dependency solving showed in the profile). They t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends
+from starlette.datastructures import MutableHeaders
 from starlette.requests import HTTPConnection
 
 from gateway.credentials import Credentials
@@ -34,15 +36,32 @@ async def get_upstream(connection: HTTPConnection) -> UpstreamClient:
 UpstreamDep = Annotated[UpstreamClient, Depends(get_upstream)]
 
 
-def request_loader(connection: HTTPConnection) -> ExecutionLoader:
-    """A loader for this request alone, with its credentials: its memo serves no other."""
+def request_credentials(
+    connection: HTTPConnection, overrides: Mapping[str, str] | None = None
+) -> Credentials:
+    """The credentials this request forwards; ``overrides`` (a WebSocket's ``connection_init``
+    payload) replace headers of the same names and may carry the cookie by its name."""
+    settings = settings_of(connection)
+    headers: Mapping[str, str] = connection.headers
+    if overrides:
+        headers = MutableHeaders(raw=list(connection.headers.raw))
+        for name, value in overrides.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                continue  # a client's JSON: anything but text is not a credential
+            if name.lower() in settings.forward_headers:
+                headers[name] = value
+            elif name in settings.forward_cookies:
+                headers["cookie"] = f"{name}={value}"
+    return Credentials.from_request(
+        headers, header_names=settings.forward_headers, cookie_names=settings.forward_cookies
+    )
+
+
+def new_loader(connection: HTTPConnection, credentials: Credentials) -> ExecutionLoader:
+    """A loader of its own, for one request (or one WebSocket operation or event): its memo
+    serves nothing else, and its deadline starts now."""
     settings = settings_of(connection)
     fetcher: ExecutionFetcher = connection.app.state.fetcher
-    credentials = Credentials.from_request(
-        connection.headers,
-        header_names=settings.forward_headers,
-        cookie_names=settings.forward_cookies,
-    )
     return ExecutionLoader(
         fetcher,
         credentials,
@@ -52,6 +71,11 @@ def request_loader(connection: HTTPConnection) -> ExecutionLoader:
         # The access log middleware's record of this request (absent on a WebSocket).
         stats=connection.scope.get("state", {}).get(SCOPE_KEY),
     )
+
+
+def request_loader(connection: HTTPConnection) -> ExecutionLoader:
+    """A loader for this request alone, with its credentials."""
+    return new_loader(connection, request_credentials(connection))
 
 
 async def get_loader(connection: HTTPConnection) -> ExecutionLoader:

@@ -14,8 +14,9 @@ The hierarchy::
      ├── CycleDetected                 CYCLE_DETECTED           a tree link leads back to itself
      └── UpstreamFailure               (per subclass)           the orchestrator did not deliver
           ├── UpstreamAnswered         by status: 400 BAD_USER_INPUT, 401 UNAUTHENTICATED,
-          │                            403 FORBIDDEN, 404 NOT_FOUND, 429 RATE_LIMITED,
-          │                            anything else UPSTREAM_ERROR
+          │    │                       403 FORBIDDEN, 404 NOT_FOUND, 429 RATE_LIMITED,
+          │    │                       anything else UPSTREAM_ERROR
+          │    └── NotCancellable      BAD_USER_INPUT           cancel refused: already final
           ├── UpstreamMalformed        UPSTREAM_ERROR           200, but not an execution
           ├── UpstreamTimeout          UPSTREAM_TIMEOUT         no answer in time
           └── UpstreamUnavailable      UPSTREAM_UNAVAILABLE     no connection
@@ -51,6 +52,11 @@ class GatewayError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def reword(self, message: str) -> None:
+        """Say what happened in the words of the caller who knows more; the code stays."""
+        self.message = message
+        self.args = (message,)
 
     @property
     def upstream_status(self) -> int | None:
@@ -127,6 +133,22 @@ class UpstreamAnswered(UpstreamFailure):
     @property
     def upstream_status(self) -> int:
         return self.status
+
+
+class NotCancellable(UpstreamAnswered):
+    """The orchestrator refused a cancel (400 ``CANCELLATION_ERROR``): the execution is in a
+    status that cannot be cancelled, typically a final one."""
+
+    def __init__(
+        self,
+        execution_id: str,
+        status_word: str | None,
+        body: bytes = b"",
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        super().__init__(execution_id, 400, body, headers)
+        in_status = f" in status {status_word}" if status_word else " in its current status"
+        self.reword(f"Execution {execution_id} cannot be cancelled{in_status}.")
 
 
 class UpstreamMalformed(UpstreamFailure):

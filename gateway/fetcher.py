@@ -49,7 +49,7 @@ class ExecutionFetcher:
         # Without a secret, a fresh one per process: fingerprints mean nothing outside it.
         key_secret = secret if secret is not None else secrets.token_bytes(32)
         # A batch fetches many ids with one caller's credentials: hash them once, not per id.
-        self._fingerprint = functools.lru_cache(maxsize=4096)(
+        self.fingerprint = functools.lru_cache(maxsize=4096)(
             lambda credentials: credential_fingerprint(credentials, key_secret)
         )
         self._final_ttl = settings.cache_final_ttl
@@ -65,7 +65,7 @@ class ExecutionFetcher:
         if self._cache is None:
             stats.upstream_calls += 1
             return await self._upstream.fetch_execution(execution_id, credentials)
-        key = CacheKey(self._fingerprint(credentials), execution_id)
+        key = CacheKey(self.fingerprint(credentials), execution_id)
         cached = await self._cache.get(key)
         if cached is not None:
             stats.cache_hits += 1
@@ -74,6 +74,11 @@ class ExecutionFetcher:
         return await self.flights.run(
             key, lambda: self._fetch_and_keep(key, execution_id, credentials, stats)
         )
+
+    async def forget(self, execution_id: str, credentials: Credentials) -> None:
+        """Drop the cached copies of an execution that just changed (a cancel)."""
+        if self._cache is not None:
+            await self._cache.forget(CacheKey(self.fingerprint(credentials), execution_id))
 
     async def _fetch_and_keep(
         self, key: CacheKey, execution_id: str, credentials: Credentials, stats: RequestStats

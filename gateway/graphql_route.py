@@ -21,26 +21,33 @@ Strawberry alone would answer in plain text.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable, Mapping
 from typing import overload
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException, parse_content_type
 from fastapi import Request, Response, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.routing import APIWebSocketRoute
 from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult, SubscriptionExecutionResult
-from strawberry.types.unset import UNSET
+from strawberry.types.unset import UNSET, UnsetType
 
 from gateway.context import Context
-from gateway.dependencies import request_id_of, request_loader, settings_of
+from gateway.credentials import Credentials
+from gateway.dependencies import new_loader, request_credentials, request_id_of, settings_of
 from gateway.errors import ErrorCode
 from gateway.graphiql import graphiql_page
+from gateway.loaders import ExecutionLoader
 from gateway.persisted_queries import PersistedQueries, PersistedQueryError
 from gateway.schema import build_schema
 from gateway.settings import Settings
@@ -49,14 +56,42 @@ JSON_MEDIA_TYPE = "application/json"
 
 
 async def get_context(connection: HTTPConnection) -> Context:
+    """An HTTP request's context, with its loader; a WebSocket's, with a loader factory.
+
+    A WebSocket's credentials are its upgrade request's until ``connection_init`` names
+    others (``GatewayGraphQLRouter.on_ws_connect``).
+    """
+    credentials = request_credentials(connection)
+    loader: ExecutionLoader | Callable[[Credentials], ExecutionLoader] = (
+        functools.partial(new_loader, connection)
+        if isinstance(connection, WebSocket)
+        else new_loader(connection, credentials)
+    )
     return Context(
-        loader=request_loader(connection),
-        settings=settings_of(connection),
-        request_id=request_id_of(connection),
+        loader,
+        settings_of(connection),
+        request_id_of(connection),
+        credentials=credentials,
+        services=connection.app.state.services,
     )
 
 
+class TextFrameAdapter(ASGIWebSocketAdapter):
+    """Sends every message as a text frame, as both WebSocket protocols require; Strawberry
+    would send our encoder's bytes as binary frames, which clients reject."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        encoded = self.view.encode_json(message)
+        text = encoded.decode() if isinstance(encoded, bytes) else encoded
+        try:
+            await self.ws.send_text(text)
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
+
+
 class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
+    websocket_adapter_class = TextFrameAdapter
+
     def encode_json(self, data: object) -> bytes:
         try:
             return orjson.dumps(data)
@@ -87,6 +122,14 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
                     400, "The request body must be a JSON object with a `query` member."
                 )
         return await super().parse_http_body(request)
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """``connection_init``'s payload may carry the credentials a browser cannot put on
+        an upgrade request, under the same names as the HTTP headers and cookie."""
+        params = context.connection_params
+        if isinstance(params, dict) and params and isinstance(context.request, WebSocket):
+            context.credentials = request_credentials(context.request, params)
+        return await super().on_ws_connect(context)
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
         # A GET naming a persisted query has no `query` either, and Apollo Client sends it
@@ -151,10 +194,15 @@ def _refusal_response(refusal: HTTPException) -> Response:
 
 
 def create_graphql_router(settings: Settings) -> GatewayGraphQLRouter:
-    router = GatewayGraphQLRouter(
-        build_schema(settings), path="/graphql", context_getter=get_context
+    return GatewayGraphQLRouter(
+        build_schema(settings),
+        path="/graphql",
+        context_getter=get_context,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        # Browsers send cookies with a cross-site upgrade and no CORS guards a WebSocket:
+        # only the gateway's own origin and the CORS origins may open one (else 403).
+        allowed_origins=settings.cors_origins,
+        # Strawberry's cap counts every operation in flight on a connection and refuses
+        # without a code; ours (subscriptions only, RATE_LIMITED) comes first.
+        max_subscriptions_per_connection=2 * settings.max_subscriptions_per_connection,
     )
-    # The schema has no subscriptions yet: without the WebSocket route an upgrade is refused
-    # (403) before it is accepted.
-    router.routes = [r for r in router.routes if not isinstance(r, APIWebSocketRoute)]
-    return router

@@ -18,7 +18,8 @@ each check is linear in the size of the document.
 
 The cost is an upper bound on the executions a query may fetch: ``execution`` and ``node``
 one each, ``executions(ids)`` one per id; within an execution ``parent`` and ``root`` one
-each and ``ancestors(limit)`` ``limit`` of them (50 when left out or null); a selection under
+each and ``ancestors(limit)`` ``limit`` of them (50 when left out or null), ``cancelExecution``
+two (the cancel and the read after it), ``executionUpdated`` one per event; a selection under
 a field counts once per execution that field gives. A list over its own cap
 (``max_ids_per_query``, ``max_ancestors``) costs nothing: its resolver refuses it, with that
 cap in the message, without fetching. The loader's de-duplication usually fetches fewer.
@@ -340,8 +341,14 @@ class _Cost:
         cap in the message) without fetching, which says more than a cost would.
         """
         match type_name, field_name:
-            case ("Query", "execution" | "node") | ("Execution", "parent" | "root"):
+            case (
+                ("Query", "execution" | "node")
+                | ("Execution", "parent" | "root")
+                | ("Subscription", "executionUpdated")
+            ):
                 return 1, 1
+            case "Mutation", "cancelExecution":
+                return 2, 1  # the cancel, then the execution as it is afterwards
             case "Query", "executions":
                 ids = arguments.get("ids")
                 count = len(ids) if isinstance(ids, list) else 1

@@ -65,6 +65,16 @@ SINGLE_FLIGHT_JOINS = Counter(
     "polos_gateway_single_flight_joins",
     "Fetches that joined an identical upstream call already in flight instead of making one.",
 )
+SUBSCRIPTION_WATCHERS = Gauge(
+    "polos_gateway_subscriptions",
+    "executionUpdated subscriptions served now.",
+    multiprocess_mode="livesum",
+)
+SUBSCRIPTION_POLLERS = Gauge(
+    "polos_gateway_subscription_pollers",
+    "Upstream pollers behind the subscriptions: one per credential and execution watched.",
+    multiprocess_mode="livesum",
+)
 PERSISTED_QUERIES = Counter(
     "polos_gateway_persisted_queries",
     "Automatic persisted queries by outcome: hit (the hash ran its stored document), miss "

@@ -119,6 +119,18 @@ class RedisCache:
             return
         self.breaker.record_success(permit)
 
+    async def forget(self, key: CacheKey) -> None:
+        """Drops ``key`` itself: other credentials' copies are not found without a scan."""
+        permit = self.breaker.allow()
+        if permit is None:
+            return
+        try:
+            await self._redis.delete(self._key(key))
+        except Exception as exc:
+            self._failed("delete", exc, permit)
+            return
+        self.breaker.record_success(permit)
+
     def _failed(self, operation: str, exc: Exception, permit: Permit) -> None:
         self.errors += 1
         self.breaker.record_failure(permit)
@@ -152,3 +164,7 @@ class TieredCache:
         # can serve the same answer. A miss already paid an upstream call; Redis's own
         # timeout bounds what this adds.
         await self.shared.put(key, answer, ttl)
+
+    async def forget(self, key: CacheKey) -> None:
+        await self.memory.forget(key)
+        await self.shared.forget(key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 
 import strawberry
 from graphql import ExecutionResult as GraphQLExecutionResult
@@ -34,6 +34,7 @@ from gateway.executions import parse_execution_id
 from gateway.limits import QueryLimits, limit_rules
 from gateway.metrics import GRAPHQL_OPERATIONS, OPERATION_NAMES
 from gateway.settings import Settings
+from gateway.subscriptions import TooManySubscriptions, WatchEnded
 from gateway.types import Execution, Node, as_list_items
 
 logger = logging.getLogger(__name__)
@@ -84,16 +85,82 @@ class Query:
         return await _load(info, id)
 
 
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description="Cancel an execution and, with it, its unfinished children. Returns the "
+        "execution as it is afterwards (PENDING_CANCEL until its worker confirms, then "
+        "CANCELLED). Sent once and never retried: if it times out, read the execution before "
+        "trying again. A final execution cannot be cancelled (BAD_USER_INPUT)."
+    )
+    async def cancel_execution(self, info: Info, id: strawberry.ID) -> Execution | None:
+        execution_id = _canonical_id(id)
+        context = info.context
+        services = context.services
+        await services.upstream.cancel_execution(execution_id, context.credentials)
+        await services.fetcher.forget(execution_id, context.credentials)
+        services.watch.nudge(execution_id)
+        try:
+            # Fresh from the upstream: a cached or in-flight read may predate the cancel.
+            fetched = await services.upstream.fetch_execution(execution_id, context.credentials)
+        except GatewayError as failure:
+            failure.reword(f"The cancel was accepted, but reading it back failed: {failure}")
+            raise
+        return Execution.from_record(fetched.record)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="The execution now, then each time it changes; completes after a final "
+        "status. Ends with an error (NOT_FOUND, UNAUTHENTICATED, FORBIDDEN, or the upstream "
+        "failure that persisted) when it can no longer be read. Subscribers watching the same "
+        "execution with the same credentials share one upstream poller."
+    )
+    async def execution_updated(
+        self, info: Info, id: strawberry.ID
+    ) -> AsyncGenerator[Execution, None]:
+        execution_id = _canonical_id(id)
+        context = info.context
+        cap = context.settings.max_subscriptions_per_connection
+        if context.subscriptions >= cap:
+            raise TooManySubscriptions(
+                f"This connection already holds {cap} subscriptions, the most one may "
+                "(POLOS_GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION)."
+            )
+        context.subscriptions += 1
+        try:
+            async for event in context.services.watch.watch(execution_id, context.credentials):
+                if event.error is not None:
+                    # Every subscriber raises its own copy: the event is shared between them.
+                    raise WatchEnded(event.error)
+                assert event.execution is not None
+                # The fields under this event load with a loader (and a deadline) of their own.
+                context.renew_loader()
+                yield Execution.from_record(event.execution.record)
+        finally:
+            context.subscriptions -= 1
+
+
 class ErrorCodes(SchemaExtension):
-    """Gives every error a code and masks the ones nobody expected."""
+    """Gives every error a code and masks the ones nobody expected; over a WebSocket, each
+    result as it is sent."""
 
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
+        self._code(self.execution_context.result)
+
+    def on_stream_result(self, result: object) -> Iterator[None]:
+        self._code(result)
+        yield
+
+    def _code(self, result: object) -> None:
         if isinstance(result, GraphQLExecutionResult | ExecutionResult) and result.errors:
             result.errors = [self._coded(error) for error in result.errors]
 
     def _coded(self, error: GraphQLError) -> GraphQLError:
+        if (error.extensions or {}).get("code"):
+            return error  # coded already: by the upstream failure, or by an earlier pass
         original = error.original_error
         if original is None or isinstance(original, GraphQLError):
             # Parse, validation and variable errors: the document is what needs fixing.
@@ -194,6 +261,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         extensions.append(DisableIntrospection)
     return GatewaySchema(
         query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
         types=[Execution],
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=not limits.field_suggestions_enabled),

@@ -201,6 +201,31 @@ class Settings(BaseSettings):
         default=64 * 2**20, ge=0, description="Most bytes of answers the in-process cache holds."
     )
 
+    subscription_poll_interval: PositiveSeconds = Field(
+        default=1.0,
+        description="Seconds between upstream polls of a watched execution after it changed.",
+    )
+    subscription_poll_max_interval: PositiveSeconds = Field(
+        default=5.0,
+        description="Longest wait between polls: the wait doubles up to it while nothing changes.",
+    )
+    subscription_max_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Failed polls in a row (timeouts, 5xx) after which a subscription ends "
+        "with the failure's error code.",
+    )
+    max_subscriptions_per_connection: int = Field(
+        default=20, ge=1, le=10_000, description="Subscriptions one WebSocket may hold at once."
+    )
+    max_subscriptions: int = Field(
+        default=2000,
+        ge=1,
+        le=1_000_000,
+        description="Subscriptions the process serves at once; beyond that RATE_LIMITED.",
+    )
+
     redis_url: RedisDsn | None = Field(
         default=None,
         description="Redis for a cache shared by every replica, under each process's own "
@@ -381,6 +406,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"upstream_timeout ({self.upstream_timeout}s) must be at least "
                 f"connect_timeout ({self.connect_timeout}s)"
+            )
+        if self.subscription_poll_max_interval < self.subscription_poll_interval:
+            raise ValueError(
+                f"subscription_poll_max_interval ({self.subscription_poll_max_interval}s) must "
+                f"be at least subscription_poll_interval ({self.subscription_poll_interval}s)"
             )
         return self
 

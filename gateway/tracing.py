@@ -133,9 +133,9 @@ class Tracing:
 
     @contextmanager
     def upstream_call(
-        self, execution_id: str, url: str, headers: Mapping[str, str]
+        self, execution_id: str, url: str, headers: Mapping[str, str], method: str = "GET"
     ) -> Iterator[UpstreamCall]:
-        """A client span around one upstream GET; ``call.headers`` are the ones to send."""
+        """A client span around one upstream call; ``call.headers`` are the ones to send."""
         if self._tracer is None:
             yield UpstreamCall(dict(headers), None)
             return
@@ -144,7 +144,7 @@ class Tracing:
             kind=SpanKind.CLIENT,
             attributes={
                 EXECUTION_ID_ATTRIBUTE: execution_id,
-                "http.request.method": "GET",
+                "http.request.method": method,
                 "url.full": url,
             },
         ) as span:

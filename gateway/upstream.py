@@ -1,17 +1,21 @@
 """The only module that speaks HTTP to the orchestrator.
 
 ``UpstreamClient.fetch_execution`` turns every outcome of ``GET /api/v1/executions/{id}``
-into a ``FetchedExecution`` or one of the ``UpstreamFailure`` errors (see ``gateway.errors``).
+into a ``FetchedExecution`` or one of the ``UpstreamFailure`` errors (see ``gateway.errors``);
+``cancel_execution`` does the same for ``POST /api/v1/executions/{id}/cancel``, once.
 One client per process, opened and closed by the app's lifespan, shares one connection pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -20,6 +24,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from gateway.credentials import Credentials
 from gateway.errors import (
+    NotCancellable,
     UpstreamAnswered,
     UpstreamFailure,
     UpstreamMalformed,
@@ -86,7 +91,35 @@ def classify_response(
     return UpstreamAnswered(execution_id, status, body, relayed)
 
 
-def _is_upstream_failure(outcome: FetchedExecution | UpstreamFailure) -> bool:
+class CancelAccepted:
+    """The orchestrator took a cancel: the execution is on its way to ``cancelled``."""
+
+
+_Outcome = TypeVar("_Outcome", FetchedExecution, CancelAccepted)
+# The status the orchestrator names in "Execution cannot be cancelled (status: completed)".
+_REFUSED_STATUS = re.compile(r"\(status: ([a-z_]{1,40})\)")
+
+
+def classify_cancel_response(
+    execution_id: str, status: int, body: bytes, headers: httpx.Headers
+) -> CancelAccepted | UpstreamFailure:
+    """The typed outcome of one answer to a cancel."""
+    if status == 200:
+        return CancelAccepted()
+    relayed = tuple((name, headers[name]) for name in RELAYED_HEADERS if name in headers)
+    if status == 400:
+        try:
+            refusal = json.loads(body)
+        except ValueError:
+            refusal = None
+        if isinstance(refusal, dict) and refusal.get("error_type") == "CANCELLATION_ERROR":
+            # Only the status word is taken from the upstream's text, never the text itself.
+            found = _REFUSED_STATUS.search(str(refusal.get("error", "")))
+            return NotCancellable(execution_id, found and found.group(1), body, relayed)
+    return UpstreamAnswered(execution_id, status, body, relayed)
+
+
+def _is_upstream_failure(outcome: object) -> bool:
     """Does this outcome count against the orchestrator's health (the breaker)?"""
     if isinstance(outcome, UpstreamAnswered):
         return outcome.status in _OVERLOAD_STATUSES
@@ -142,9 +175,9 @@ def _build_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def _outcome_labels(outcome: FetchedExecution | UpstreamFailure) -> tuple[str, str]:
+def _outcome_labels(outcome: object) -> tuple[str, str]:
     """``(outcome, status)`` labels of one attempt's outcome for the requests metric."""
-    if isinstance(outcome, FetchedExecution):
+    if isinstance(outcome, FetchedExecution | CancelAccepted):
         return "ok", "200"
     if isinstance(outcome, UpstreamAnswered):
         return "answered", str(outcome.status)
@@ -249,6 +282,49 @@ class UpstreamClient:
             raise outcome
         return outcome
 
+    async def cancel_execution(self, execution_id: str, credentials: Credentials) -> None:
+        """Ask the orchestrator to cancel the execution (and its children); return once it
+        has accepted, or raise the ``UpstreamFailure`` that says why not.
+
+        Sent once, never retried: a cancel is not idempotent in effect, and a call that timed
+        out may have been carried out. ``NotCancellable`` when the execution is already final.
+        """
+        if parse_execution_id(execution_id) != execution_id:
+            raise ValueError("cancel_execution takes canonical execution ids only")
+        url = f"{execution_url(self._base_url, execution_id)}/cancel"
+        try:
+            async with asyncio.timeout(self._deadline):
+                outcome = await self._guarded(
+                    lambda: self._cancel_attempt(execution_id, url, credentials)
+                )
+        except TimeoutError:
+            outcome = UpstreamTimeout(
+                f"The orchestrator did not answer in time while cancelling execution "
+                f"{execution_id}."
+            )
+        if isinstance(outcome, UpstreamTimeout | UpstreamUnavailable) and not isinstance(
+            outcome, CircuitOpen
+        ):
+            # The request may have arrived and been carried out before the answer was lost.
+            outcome.reword(
+                f"{outcome.message} It may or may not be cancelled: read it again before retrying."
+            )
+        if isinstance(outcome, UpstreamFailure):
+            raise outcome
+
+    async def _cancel_attempt(
+        self, execution_id: str, url: str, credentials: Credentials
+    ) -> CancelAccepted | UpstreamFailure:
+        with self._tracing.upstream_call(
+            execution_id, url, credentials.as_dict(), method="POST"
+        ) as call:
+            answer = await self._exchange("POST", url, call.headers, execution_id, "cancelling")
+            if isinstance(answer, UpstreamFailure):
+                call.record_failure(type(answer).__name__)
+                return answer
+            call.record_status(answer[0])
+            return classify_cancel_response(execution_id, *answer)
+
     async def _with_retries(
         self, execution_id: str, url: str, credentials: Credentials, deadline: float
     ) -> FetchedExecution | UpstreamFailure:
@@ -289,6 +365,12 @@ class UpstreamClient:
     async def _guarded_attempt(
         self, execution_id: str, url: str, credentials: Credentials
     ) -> FetchedExecution | UpstreamFailure:
+        return await self._guarded(lambda: self._attempt(execution_id, url, credentials))
+
+    async def _guarded(
+        self, attempt: Callable[[], Awaitable[_Outcome | UpstreamFailure]]
+    ) -> _Outcome | UpstreamFailure:
+        """One attempt through the breaker and the bulkhead, counted in the metrics."""
         permit = self.breaker.allow()
         if permit is None:
             _count_attempt("circuit_open")
@@ -300,7 +382,7 @@ class UpstreamClient:
             async with self.bulkhead.slot():
                 self.attempts += 1
                 with UPSTREAM_IN_FLIGHT.track_inprogress(), UPSTREAM_LATENCY.time():
-                    outcome = await self._attempt(execution_id, url, credentials)
+                    outcome = await attempt()
         except Overloaded:
             _count_attempt("shed")
             self.breaker.record_abandoned(permit)
@@ -334,8 +416,20 @@ class UpstreamClient:
     async def _traced_attempt(
         self, execution_id: str, url: str, call: UpstreamCall
     ) -> FetchedExecution | UpstreamFailure:
+        answer = await self._exchange("GET", url, call.headers, execution_id, "fetching")
+        if isinstance(answer, UpstreamFailure):
+            return answer
+        return classify_response(execution_id, *answer)
+
+    async def _exchange(
+        self, method: str, url: str, headers: dict[str, str], execution_id: str, doing: str
+    ) -> tuple[int, bytes, httpx.Headers] | UpstreamFailure:
+        """One HTTP exchange: the answer, or the failure that kept us from reading one.
+
+        ``doing`` names the action for messages ("fetching", "cancelling").
+        """
         try:
-            status, body, headers = await self._read(url, call.headers)
+            return await self._read(method, url, headers)
         except _BodyTooLarge:
             return UpstreamMalformed(execution_id, f"its body is over {self._max_body} bytes")
         except httpx.DecodingError:
@@ -345,22 +439,21 @@ class UpstreamClient:
                 logger.warning("upstream unreachable: %s", type(exc.__cause__ or exc).__name__)
                 return UpstreamUnavailable(
                     f"The orchestrator could not be reached, or dropped the connection, "
-                    f"while fetching execution {execution_id}."
+                    f"while {doing} execution {execution_id}."
                 )
             return UpstreamTimeout(
-                f"The orchestrator did not answer for execution {execution_id} in time."
+                f"The orchestrator did not answer in time while {doing} execution {execution_id}."
             )
         except Exception:
             # Whatever else the HTTP stack raises (a reply that is not HTTP, say) is still
             # the upstream failing us, not a bug of ours to show as INTERNAL.
-            logger.exception("unreadable upstream answer for execution %s", execution_id)
+            logger.exception("unreadable upstream answer %s execution %s", doing, execution_id)
             return UpstreamMalformed(execution_id, "its answer could not be read as HTTP")
-        return classify_response(execution_id, status, body, headers)
 
     async def _read(
-        self, url: str, request_headers: dict[str, str]
+        self, method: str, url: str, request_headers: dict[str, str]
     ) -> tuple[int, bytes, httpx.Headers]:
-        async with self._http.stream("GET", url, headers=request_headers) as response:
+        async with self._http.stream(method, url, headers=request_headers) as response:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self._max_body:
                 raise _BodyTooLarge

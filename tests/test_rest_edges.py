@@ -123,20 +123,3 @@ def test_an_unexpected_error_in_the_route_is_a_coded_500_with_the_request_id_and
     assert "req-rest-500" in body["error"]
     for leak in ("Traceback", "RuntimeError", "bug near", "10.0.0.9", "sk_live_do_not_leak"):
         assert leak not in response.text
-
-
-def test_a_websocket_upgrade_on_graphql_is_refused_without_a_server_error(
-    gateway: httpx.Client,
-) -> None:
-    upgrade = {
-        "Connection": "Upgrade",
-        "Upgrade": "websocket",
-        "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Protocol": "graphql-transport-ws",
-    }
-
-    with own_connection(gateway) as client:
-        response = client.get("/graphql", headers=upgrade)
-
-    assert response.status_code not in {101, 500}
