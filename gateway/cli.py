@@ -140,6 +140,8 @@ def _serve(args: argparse.Namespace) -> int:
             port=settings.port,
             log_level=settings.log_level,
             access_log=False,  # the gateway writes its own line per request
+            # A WebSocket message carries a document as a POST body does: the same bound.
+            ws_max_size=settings.max_request_bytes,
             # Typed int, but uvicorn hands it to asyncio.wait_for, which takes any seconds.
             timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
         )
@@ -169,6 +171,7 @@ def _serve(args: argparse.Namespace) -> int:
             workers=settings.workers,
             log_level=settings.log_level,
             access_log=False,
+            ws_max_size=settings.max_request_bytes,
             timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
         )
     finally:

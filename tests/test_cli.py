@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import httpx
 import pytest
+import websockets
+from websockets.typing import Subprotocol
 
 from gateway.demo.data import demo_id
 from tests.processes import ROOT, free_port, running
@@ -98,3 +101,22 @@ def test_a_bad_setting_stops_serve_with_a_clear_message(env: dict[str, str], mes
     assert message in finished.stderr
     assert "Traceback" not in finished.stderr
     assert "s3cret" not in finished.stderr
+
+
+@pytest.mark.anyio
+async def test_serve_closes_a_websocket_whose_message_is_over_the_request_bound() -> None:
+    port = free_port()
+    env = {"POLOS_GATEWAY_MAX_REQUEST_BYTES": "4096"}
+    with running("serve", "--demo", "--port", str(port), port=port, env=env):
+        url = f"ws://127.0.0.1:{port}/graphql"
+        protocol = [Subprotocol("graphql-transport-ws")]
+        async with websockets.connect(url, subprotocols=protocol) as socket:
+            await socket.send(json.dumps({"type": "connection_init"}))
+            acknowledged = json.loads(await socket.recv())
+            await socket.send(json.dumps({"type": "connection_init", "payload": {"x": "y" * 5000}}))
+            with pytest.raises(websockets.ConnectionClosedError) as closed:
+                await socket.recv()
+
+    assert acknowledged == {"type": "connection_ack"}
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009  # message too big
