@@ -30,12 +30,16 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class AccessLog:
-    """ASGI middleware: a ``RequestStats`` per HTTP request, then its line and its latency."""
+    """ASGI middleware: a ``RequestStats`` per HTTP request, then its line and its latency;
+    a line per WebSocket connection when it ends."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -65,6 +69,23 @@ class AccessLog:
         finally:
             record()
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One line when the connection ends: 101 if it was accepted, 403 if refused; no
+        latency metric, since a connection's life says nothing about the gateway's speed."""
+        started = time.perf_counter()
+        status = 403  # unless accepted: refused (another origin) or failed before accepting
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "websocket.accept":
+                status = 101
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            _log_line(scope, "WEBSOCKET", status, time.perf_counter() - started, None)
+
 
 def route_template(scope: Scope) -> str:
     """The matched route's path template (``/api/v1/executions/{execution_id}``), never the
@@ -76,14 +97,36 @@ def route_template(scope: Scope) -> str:
 
 def _record(scope: Scope, stats: RequestStats, status: int, seconds: float) -> None:
     method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+    HTTP_REQUEST_DURATION.labels(method, route_template(scope), f"{status // 100}xx").observe(
+        seconds
+    )
+    _log_line(scope, method, status, seconds, stats)
+
+
+def _log_line(
+    scope: Scope, method: str, status: int, seconds: float, stats: RequestStats | None
+) -> None:
+    """The line; a WebSocket's (``stats`` None) leaves out what only one request has."""
     route = route_template(scope)
-    HTTP_REQUEST_DURATION.labels(method, route, f"{status // 100}xx").observe(seconds)
     fields: dict[str, Any] = {
         "request_id": scope.get("state", {}).get("request_id"),
         "method": method,
         "route": route,
         "status": status,
         "duration_ms": round(seconds * 1000, 3),
+    }
+    if stats is None:
+        logger.info(
+            "%s %s %s %.1fms request_id=%s",
+            method,
+            route,
+            status,
+            fields["duration_ms"],
+            fields["request_id"],
+            extra={"fields": fields},
+        )
+        return
+    fields |= {
         "operation_name": stats.operation_name,
         "upstream_calls": stats.upstream_calls,
         "cache_hits": stats.cache_hits,

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import anyio
 import httpx
 import pytest
+import websockets
+from websockets.typing import Origin, Subprotocol
 
 from gateway.access_log import TEXT_FORMAT, JsonFormatter
 from tests.conftest import StartGateway
@@ -131,3 +137,51 @@ def test_the_text_format_reads_as_one_line_for_people(
     text = logging.Formatter(TEXT_FORMAT).format(record)
     assert text.startswith("INFO      gateway.access: GET /healthz 200 ")
     assert "\n" not in text
+
+
+@contextmanager
+def line_arrival(request_id: str) -> Iterator[threading.Event]:
+    """Set when the access log writes a line for ``request_id``, in whichever thread."""
+    arrived = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if getattr(record, "fields", {}).get("request_id") == request_id:
+                arrived.set()
+
+    watch = Watch()
+    logging.getLogger("gateway.access").addHandler(watch)
+    try:
+        yield arrived
+    finally:
+        logging.getLogger("gateway.access").removeHandler(watch)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("origin", "status"), [(None, 101), ("https://evil.example", 403)])
+async def test_a_websocket_logs_one_line_when_it_ends_accepted_or_refused(
+    gateway: httpx.Client, caplog: pytest.LogCaptureFixture, origin: str | None, status: int
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    with line_arrival(f"ws-{status}") as arrival:
+        url = str(gateway.base_url).replace("http://", "ws://") + "/graphql"
+        connect = websockets.connect(
+            url,
+            origin=None if origin is None else Origin(origin),
+            subprotocols=[Subprotocol("graphql-transport-ws")],
+            additional_headers={"X-Request-ID": f"ws-{status}", "Authorization": SECRET_TOKEN},
+        )
+
+        if status == 101:
+            async with connect as socket:
+                await socket.send(json.dumps({"type": "connection_init"}))
+                await socket.recv()
+        else:
+            with pytest.raises(websockets.InvalidStatus):
+                await connect
+        # The server writes the line once the connection has ended on its side too.
+        assert await anyio.to_thread.run_sync(arrival.wait, 30)
+
+    [line] = access_lines(caplog, f"ws-{status}")
+    assert (line["method"], line["route"], line["status"]) == ("WEBSOCKET", "/graphql", status)
+    assert SECRET_TOKEN not in json.dumps(line)
