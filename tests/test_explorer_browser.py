@@ -11,17 +11,20 @@ also copied to ``docs/explorer.png`` (committed by hand).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import (
     BrowserContext,
     Locator,
     Page,
+    WebSocket,
     expect,
     sync_playwright,
 )
@@ -141,7 +144,6 @@ def test_a_demo_tree_opens_root_first_with_badges_and_names(page: Page, gateway_
     expect(page.locator("#details h3")).to_have_text("llm_call")
     page.go_forward()
     expect(page.locator("#details h3")).to_have_text("research_report")
-    save_screenshot(page)
 
 
 def test_every_status_shows_as_a_coloured_badge_with_its_name(page: Page, gateway_url: str) -> None:
@@ -264,10 +266,80 @@ def test_pasted_credentials_go_with_every_request_and_stay_in_the_tab(
     assert page.evaluate("() => sessionStorage.length") == 0
 
 
+def _frames_sent(page: Page) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+
+    def watch(socket: WebSocket) -> None:
+        socket.on("framesent", lambda payload: frames.append(json.loads(payload)))
+
+    page.on("websocket", watch)
+    return frames
+
+
+def test_a_running_execution_updates_live(page: Page, gateway_url: str) -> None:
+    frames = _frames_sent(page)
+    page.add_init_script(
+        "sessionStorage.setItem('polos-explorer-credentials',"
+        " JSON.stringify({apiKey: 'sk_live_key', projectId: 'demo-project'}))"
+    )
+    open_explorer(page, gateway_url, demo_id("live/agent/plan"))
+    expect(tree_nodes(page).locator(".workflow")).to_have_count(2)
+    expect(page.locator("#live-state")).to_contain_text("live: following")
+
+    # queued -> claimed -> running -> completed over about ten seconds, pushed by the gateway.
+    expect(detail_badge(page)).to_have_text("RUNNING", timeout=LIVE_WAIT_MS)
+    expect(detail_badge(page)).to_have_text("COMPLETED", timeout=LIVE_WAIT_MS)
+    expect(page.locator("#announcer")).to_contain_text("is now COMPLETED")
+    expect(tree_nodes(page).first.locator(".badge")).to_have_text("RUNNING")
+    expect(tree_nodes(page).first.locator(".live-dot")).to_be_visible()
+
+    init = next(frame for frame in frames if frame.get("type") == "connection_init")
+    assert init["payload"] == {
+        "Authorization": "Bearer sk_live_key",
+        "X-Project-ID": "demo-project",
+    }
+    subscribed = [frame for frame in frames if frame.get("type") == "subscribe"]
+    assert {frame["payload"]["variables"]["id"] for frame in subscribed} >= {
+        demo_id("live/agent"),
+        demo_id("live/agent/plan"),
+    }
+
+    # The root, still running, selected: the picture of a live tree for the docs.
+    tree_nodes(page).first.click()
+    expect(page.locator("#details h3")).to_have_text("trip_planner_agent")
+    expect(page.get_by_role("button", name="Cancel execution…")).to_be_visible()
+    save_screenshot(page)
+
+
+def test_cancel_moves_a_long_job_to_pending_cancel_then_cancelled(
+    page: Page, gateway_url: str
+) -> None:
+    open_explorer(page, gateway_url, demo_id("live/backfill"))
+    expect(detail_badge(page)).to_have_text(re.compile("QUEUED|CLAIMED|RUNNING"))
+
+    page.get_by_role("button", name="Cancel execution…").click()
+    page.get_by_role("button", name="Yes, cancel it").click()
+
+    expect(page.locator("#details .action-result")).to_contain_text("PENDING_CANCEL")
+    expect(detail_badge(page)).to_have_text("PENDING_CANCEL")
+    expect(detail_badge(page)).to_have_text("CANCELLED", timeout=LIVE_WAIT_MS)
+    expect(page.locator("#details .facts")).to_contain_text("by manual")
+    expect(page.get_by_role("button", name=re.compile("Cancel"))).to_have_count(0)
+    expect(selected(page).locator(".live-dot")).to_have_count(0)
+    expect(page.locator("#live-state")).to_contain_text("not live")
+
+    # A fresh load reads the same from the gateway.
+    open_explorer(page, gateway_url, demo_id("live/backfill"))
+    expect(detail_badge(page)).to_have_text("CANCELLED")
+
+
 def save_screenshot(page: Page) -> None:
     OUTPUT.mkdir(exist_ok=True)
     shot = OUTPUT / "explorer.png"
-    page.screenshot(path=str(shot), full_page=True)
+    # The whole page in one viewport (a full-page capture shifts the sticky path pane).
+    height = page.evaluate("() => document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": 1280, "height": height})
+    page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
     if os.environ.get("EXPLORER_DOCS_SCREENSHOT") == "1":
         shutil.copyfile(shot, DOCS_SCREENSHOT)
