@@ -26,6 +26,7 @@ from gateway.request_stats import SCOPE_KEY, RequestStats
 logger = logging.getLogger("gateway.access")
 
 TEXT_FORMAT = "%(levelname)-9s %(name)s: %(message)s"
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -108,6 +109,11 @@ def _log_line(
 ) -> None:
     """The line; a WebSocket's (``stats`` None) leaves out what only one request has."""
     route = route_template(scope)
+    # Probes and scrapes arrive every few seconds from machines: worth a line only when they
+    # fail, unless the log level asks for everything.
+    level = logging.DEBUG if route in QUIET_ROUTES and status < 400 else logging.INFO
+    if not logger.isEnabledFor(level):
+        return
     fields: dict[str, Any] = {
         "request_id": scope.get("state", {}).get("request_id"),
         "method": method,
@@ -116,7 +122,8 @@ def _log_line(
         "duration_ms": round(seconds * 1000, 3),
     }
     if stats is None:
-        logger.info(
+        logger.log(
+            level,
             "%s %s %s %.1fms request_id=%s",
             method,
             route,
@@ -132,7 +139,8 @@ def _log_line(
         "cache_hits": stats.cache_hits,
         "error_codes": stats.error_codes,
     }
-    logger.info(
+    logger.log(
+        level,
         "%s %s %s %.1fms request_id=%s operation=%s upstream_calls=%d cache_hits=%d errors=%s",
         method,
         route,

@@ -11,6 +11,7 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -59,6 +60,8 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> FastAPI
             open_persisted_queries(settings) as persisted_queries,
         ):
             app.state.upstream = upstream
+            app.state.before_scrape = upstream.show_breaker
+            app.state.readiness = health.ReadinessProbe(upstream)
             app.state.persisted_queries = persisted_queries
             app.state.shared_cache = shared
             secret = settings.cache_key_secret
@@ -74,7 +77,8 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> FastAPI
                 yield
             finally:
                 await watch.aclose()
-                traces.shutdown()
+                # The exporter's last flush sends spans over the network: not on the loop.
+                await asyncio.to_thread(traces.shutdown)
 
     app = FastAPI(
         title="polos-gateway",

@@ -48,7 +48,9 @@ from gateway.dependencies import new_loader, request_credentials, request_id_of,
 from gateway.errors import ErrorCode
 from gateway.graphiql import graphiql_page
 from gateway.loaders import ExecutionLoader
+from gateway.metrics import GRAPHQL_OPERATIONS
 from gateway.persisted_queries import PersistedQueries, PersistedQueryError
+from gateway.request_stats import SCOPE_KEY, RequestStats
 from gateway.schema import build_schema
 from gateway.settings import Settings
 
@@ -176,9 +178,25 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
         try:
             return await super().run(request, context, root_value)
         except HTTPException as refusal:
+            _count_unrun(request, ErrorCode.BAD_USER_INPUT.value)
             return _refusal_response(refusal)
         except PersistedQueryError as answer:
+            _count_unrun(request, answer.code)
             return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
+
+# The operation label of requests answered before any operation ran; operation names are
+# made of [A-Za-z0-9_] only, so no client can send this one.
+UNRUN_OPERATION = "(not run)"
+
+
+def _count_unrun(request: Request, code: str) -> None:
+    """A request answered without running an operation still counts, with its code, in the
+    operations metric and on its access-log line."""
+    GRAPHQL_OPERATIONS.labels(UNRUN_OPERATION, code).inc()
+    stats = request.scope.get("state", {}).get(SCOPE_KEY)
+    if isinstance(stats, RequestStats):
+        stats.error_codes.append(code)
 
 
 def _refusal_response(refusal: HTTPException) -> Response:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -133,6 +134,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", response_class=Response)
-def metrics() -> Response:
-    """Prometheus text exposition (a plain ``def``: multiprocess mode reads files)."""
+def metrics(request: Request) -> Response:
+    """Prometheus text exposition (a plain ``def``: multiprocess mode reads files).
+
+    ``app.state.before_scrape``, when set, brings gauges that change by time alone up to
+    date first (in multiprocess mode, those of the worker that answers).
+    """
+    before_scrape: Callable[[], None] | None = getattr(request.app.state, "before_scrape", None)
+    if before_scrape is not None:
+        before_scrape()
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

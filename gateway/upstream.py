@@ -257,6 +257,11 @@ class UpstreamClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def show_breaker(self) -> None:
+        """Set the breaker gauge from the breaker now: it moves from open to half-open by
+        time alone, with no call to report it."""
+        _show_breaker(self.breaker)
+
     async def fetch_execution(
         self, execution_id: str, credentials: Credentials
     ) -> FetchedExecution:

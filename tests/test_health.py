@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
+import pytest
 
 from gateway.demo.data import demo_id
+from gateway.health import ReadinessProbe
+from gateway.settings import Settings
+from gateway.upstream import UpstreamClient
 from tests.conftest import StartGateway
 from tests.servers import Recorder, ScriptedUpstream, closed_port_url
 
@@ -59,3 +65,26 @@ def test_readyz_is_503_while_the_circuit_breaker_is_open(
 
     assert response.status_code == 503
     assert "circuit breaker is open" in response.json()["reason"]
+
+
+@pytest.mark.anyio
+async def test_readiness_checks_that_arrive_together_or_soon_after_share_one_probe(
+    scripted: tuple[str, ScriptedUpstream],
+) -> None:
+    url, upstream = scripted
+    now = [100.0]
+    async with UpstreamClient(Settings(upstream_url=url)) as client:
+        probe = ReadinessProbe(client, ttl=1.0, clock=lambda: now[0])
+
+        together = await asyncio.gather(*(probe.upstream_answers() for _ in range(20)))
+        now[0] += 0.5
+        soon_after = await probe.upstream_answers()
+        probes_so_far = len(upstream.app.requests)
+        now[0] += 1.0
+        later = await probe.upstream_answers()
+
+    # The scripted upstream has no /health: 404 is still an HTTP answer, so it is up.
+    assert together == [True] * 20
+    assert (soon_after, later) == (True, True)
+    assert probes_so_far == 1
+    assert [r.path for r in upstream.app.requests] == ["/health", "/health"]

@@ -18,7 +18,7 @@ from websockets.typing import Origin, Subprotocol
 
 from gateway.access_log import TEXT_FORMAT, JsonFormatter
 from tests.conftest import StartGateway
-from tests.servers import Recorder
+from tests.servers import Recorder, closed_port_url
 
 ROOT_ID = "f13cf9c2-9eff-5486-a927-c43988a27bdf"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
@@ -98,10 +98,10 @@ def test_a_request_without_an_id_logs_the_one_it_was_given(
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway.access")
 
-    response = gateway.get("/healthz")
+    response = gateway.get(f"/api/v1/executions/{ROOT_ID}")
 
     [line] = access_lines(caplog, response.headers["x-request-id"])
-    assert (line["route"], line["status"]) == ("/healthz", 200)
+    assert (line["route"], line["status"]) == ("/api/v1/executions/{execution_id}", 200)
 
 
 def test_credentials_sent_with_a_request_never_reach_the_log(
@@ -131,11 +131,11 @@ def test_the_text_format_reads_as_one_line_for_people(
 ) -> None:
     caplog.set_level(logging.INFO, logger="gateway.access")
 
-    gateway.get("/healthz", headers={"X-Request-ID": "for-people"})
+    gateway.get(f"/api/v1/executions/{ROOT_ID}", headers={"X-Request-ID": "for-people"})
 
     [record] = [r for r in caplog.records if "request_id=for-people" in r.getMessage()]
     text = logging.Formatter(TEXT_FORMAT).format(record)
-    assert text.startswith("INFO      gateway.access: GET /healthz 200 ")
+    assert text.startswith("INFO      gateway.access: GET /api/v1/executions/{execution_id} 200 ")
     assert "\n" not in text
 
 
@@ -185,3 +185,23 @@ async def test_a_websocket_logs_one_line_when_it_ends_accepted_or_refused(
     [line] = access_lines(caplog, f"ws-{status}")
     assert (line["method"], line["route"], line["status"]) == ("WEBSOCKET", "/graphql", status)
     assert SECRET_TOKEN not in json.dumps(line)
+
+
+def test_probes_and_scrapes_log_at_debug_unless_they_fail(
+    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    gateway = start_gateway(closed_port_url(), retry_attempts=1)
+
+    for path in ("/healthz", "/metrics", "/readyz"):
+        gateway.get(path, headers={"X-Request-ID": f"probe{path.replace('/', '-')}"})
+    caplog.set_level(logging.DEBUG, logger="gateway.access")
+    gateway.get("/healthz", headers={"X-Request-ID": "probe-debug"})
+
+    assert access_lines(caplog, "probe-healthz") == []
+    assert access_lines(caplog, "probe-metrics") == []
+    # No upstream: readiness fails, and a failing probe is worth a line.
+    [failed] = access_lines(caplog, "probe-readyz")
+    assert failed["status"] == 503
+    [debug] = access_lines(caplog, "probe-debug")
+    assert (debug["level"], debug["status"]) == ("debug", 200)

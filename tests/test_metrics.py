@@ -141,6 +141,40 @@ def test_graphql_operations_are_counted_by_name_and_outcome_without_any_executio
     assert "not-a-uuid" not in text
 
 
+def test_graphql_requests_answered_without_running_an_operation_count_with_their_code(
+    gateway: httpx.Client,
+) -> None:
+    before = scrape(gateway)
+
+    batch = gateway.post("/graphql", json=[{"query": "{ __typename }"}] * 2)
+    form = gateway.post(
+        "/graphql", content="query={ __typename }", headers={"Content-Type": "text/plain"}
+    )
+    unknown = gateway.post(
+        "/graphql", json={"query": "query A { __typename }", "operationName": "B"}
+    )
+    after = scrape(gateway)
+
+    assert (batch.status_code, form.status_code, unknown.status_code) == (400, 415, 400)
+    operations = "polos_gateway_graphql_operations_total"
+    refused = {"operation": "(not run)", "outcome": "BAD_USER_INPUT"}
+    assert moved(before, after, operations, **refused) == 3
+
+
+def test_the_breaker_gauge_is_read_at_scrape_time_not_only_when_a_call_is_made(
+    start_gateway: StartGateway,
+) -> None:
+    client = start_gateway(
+        closed_port_url(), breaker_failure_threshold=1, retry_attempts=1, breaker_cooldown=600
+    )
+    assert client.get(f"/api/v1/executions/{ROOT_ID}").status_code == 502
+    # Another gateway in this process sets the same gauge when its breaker moves.
+    other = start_gateway(closed_port_url())
+    assert other.get(f"/api/v1/executions/{ROOT_ID}").status_code == 502
+
+    assert value(scrape(client), "polos_gateway_upstream_breaker_state") == 2
+
+
 def test_unrouted_paths_are_one_label_not_one_per_path(gateway: httpx.Client) -> None:
     before = scrape(gateway)
 
