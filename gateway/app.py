@@ -24,6 +24,7 @@ from gateway import health, metrics, rest
 from gateway.access_log import AccessLog, configure_logging
 from gateway.body_limit import BodySizeLimit
 from gateway.cache import ExecutionCache, MemoryCache
+from gateway.cache_headers import CredentialCaching
 from gateway.context import Services
 from gateway.errors import ErrorCode
 from gateway.explorer_route import create_explorer_router
@@ -92,6 +93,11 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> FastAPI
     # The last added is the outermost: the request id is set before the body is read, and
     # is on a 413 too, as is the access log line.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        CredentialCaching,
+        header_names=settings.forward_headers,
+        cookie_names=settings.forward_cookies,
+    )
     if settings.cors_origins:
         # Outside the body limit, so a browser can read a 413; inside the request id and the
         # access log, so a preflight answered here carries its id and is logged.
