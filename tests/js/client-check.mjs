@@ -456,9 +456,9 @@ async function persistedMetrics(options) {
   const response = await fetch(`${options.url}/metrics`);
   const totals = {};
   for (const line of (await response.text()).split("\n")) {
-    if (line.startsWith("#") || !/persisted/i.test(line)) continue;
+    if (line.startsWith("#")) continue;
     const match = /^([A-Za-z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (!match || match[1].endsWith("_created")) continue;
+    if (!match || !/persisted/i.test(match[1]) || match[1].endsWith("_created")) continue;
     const key = `${match[1]}${match[2] ?? ""}`;
     totals[key] = (totals[key] ?? 0) + Number(match[3]);
   }
