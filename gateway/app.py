@@ -30,6 +30,7 @@ from gateway.errors import ErrorCode
 from gateway.explorer_route import create_explorer_router
 from gateway.fetcher import ExecutionFetcher
 from gateway.graphql_route import create_graphql_router
+from gateway.hot_routes import HotRoutes
 from gateway.persisted_queries import open_persisted_queries
 from gateway.redis_cache import RedisCache, TieredCache
 from gateway.request_id import HEADER, RequestIdMiddleware
@@ -90,8 +91,12 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> FastAPI
         redirect_slashes=False,
     )
     app.state.settings = settings
-    # The last added is the outermost: the request id is set before the body is read, and
-    # is on a 413 too, as is the access log line.
+    graphql = create_graphql_router(settings)
+    # The last added is the outermost. First, so innermost: the hot routes, answered inside
+    # every other middleware but without FastAPI's routing (see gateway.hot_routes).
+    app.add_middleware(HotRoutes, graphql=graphql, rest_routes=rest.router.routes)
+    # The request id is set before the body is read, and is on a 413 too, as is the access
+    # log line.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(
         CredentialCaching,
@@ -117,7 +122,7 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> FastAPI
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(Exception, _internal_error)
     app.add_exception_handler(404, rest.answer_unrouted)
-    app.include_router(create_graphql_router(settings))
+    app.include_router(graphql)
     app.include_router(rest.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -3,11 +3,14 @@
 Every refusal is ``QUERY_TOO_COMPLEX``, with a message naming the limit, its value and its
 setting, and the figures in ``extensions``:
 
-- document size in UTF-8 bytes, before parsing (``QueryLimits.on_parse``);
-- tokens, while parsing (Strawberry's ``MaxTokensLimiter``; ``QueryLimits`` words its error);
+- document size in UTF-8 bytes, before parsing (``QueryLimits.check_size``);
+- tokens, while parsing (graphql-core's ``max_tokens``; ``QueryLimits.reword`` words its
+  error);
 - depth and aliases, while validating (``limit_rules``);
 - upstream fetches (the cost), after validation with the variables known and before
-  execution (``QueryLimits.on_execute``).
+  execution (``estimate_fetches``, ``QueryLimits.cost_refusal``).
+
+``gateway.schema``'s one extension runs each check at its step.
 
 Depth and aliases are our own validation rules rather than Strawberry's ``QueryDepthLimiter``
 and ``MaxAliasesLimiter``: those expand a fragment again at every spread, so fragments that
@@ -52,8 +55,6 @@ from graphql import (
 )
 from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
-from strawberry.extensions import SchemaExtension
-from strawberry.types.execution import ExecutionResult
 
 from gateway.errors import QueryTooComplex
 from gateway.settings import Settings
@@ -182,25 +183,22 @@ def limit_rules(settings: Settings) -> list[type[ASTValidationRule]]:
     return [DepthLimit, AliasLimit]
 
 
-class QueryLimits(SchemaExtension):
-    """Refuses a document over the size limit before parsing and a query over the cost limit
-    before execution, and words the token limit's parse error as the other limits are."""
+class QueryLimits:
+    """The checks of one schema's limits; the schema's one extension calls them at each step.
+
+    ``check_size`` refuses a document over the size limit before parsing, ``cost_refusal`` a
+    query over the cost limit before execution, and ``reword`` words the token limit's parse
+    error as the other limits are.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if isinstance(result, ExecutionResult | GraphQLExecutionResult) and result.errors:
-            result.errors = [self._token_limit(error) for error in result.errors]
-
-    def on_parse(self) -> Iterator[None]:
-        query = self.execution_context.query
+    def check_size(self, query: str | None) -> None:
         size = len(query.encode()) if query else 0
         limit = self.settings.max_document_bytes
         if size > limit:
-            # Strawberry turns an error raised here into the operation's only error.
+            # Strawberry turns an error raised while parsing into the operation's only error.
             raise limit_error(
                 f"This document is {size} bytes; the limit is {limit} bytes "
                 "(POLOS_GATEWAY_MAX_DOCUMENT_BYTES). Pass long lists of ids as variables "
@@ -208,37 +206,27 @@ class QueryLimits(SchemaExtension):
                 bytes=size,
                 limit=limit,
             )
-        yield
 
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
+    def cost_refusal(self, cost: int) -> GraphQLExecutionResult | None:
+        """The result to return instead of executing a query of ``cost``, if it is too dear."""
         limit = self.settings.max_query_cost
-        if context.graphql_document is not None and context.result is None:
-            cost = estimate_fetches(
-                context.schema._schema,
-                context.graphql_document,
-                context.operation_name,
-                context.variables,
-                self.settings,
-            )
-            if cost > limit:
-                # A result set before execution is returned instead of executing.
-                context.result = GraphQLExecutionResult(
-                    data=None,
-                    errors=[
-                        limit_error(
-                            f"This query may cause {cost} upstream fetches; the limit is "
-                            f"{limit}. Ask for fewer ids, a smaller `ancestors(limit)`, or "
-                            "fewer `parent`, `root` and `ancestors` under a list "
-                            "(POLOS_GATEWAY_MAX_QUERY_COST).",
-                            cost=cost,
-                            limit=limit,
-                        )
-                    ],
+        if cost <= limit:
+            return None
+        return GraphQLExecutionResult(
+            data=None,
+            errors=[
+                limit_error(
+                    f"This query may cause {cost} upstream fetches; the limit is "
+                    f"{limit}. Ask for fewer ids, a smaller `ancestors(limit)`, or "
+                    "fewer `parent`, `root` and `ancestors` under a list "
+                    "(POLOS_GATEWAY_MAX_QUERY_COST).",
+                    cost=cost,
+                    limit=limit,
                 )
-        yield
+            ],
+        )
 
-    def _token_limit(self, error: GraphQLError) -> GraphQLError:
+    def reword(self, error: GraphQLError) -> GraphQLError:
         if not (
             isinstance(error, GraphQLSyntaxError) and _TOKEN_LIMIT_MESSAGE.search(error.message)
         ):

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway.dependencies import LoaderDep
 from gateway.errors import UpstreamAnswered, UpstreamFailure, UpstreamTimeout
 from gateway.executions import parse_execution_id
+from gateway.loaders import ExecutionLoader
 from gateway.resilience import Overloaded
 from gateway.upstream import EXECUTIONS_PATH
 
@@ -80,6 +81,11 @@ def _gateway_error(failure: UpstreamFailure) -> JSONResponse:
 )
 async def get_execution(execution_id: str, loader: LoaderDep) -> Response:
     """Get execution details by ID, through the gateway."""
+    return await answer(execution_id, loader)
+
+
+async def answer(execution_id: str, loader: ExecutionLoader) -> Response:
+    """What the route answers for ``execution_id``; ``gateway.hot_routes`` calls it directly."""
     canonical = parse_execution_id(execution_id)
     if canonical is None:
         return Response(status_code=400)  # the orchestrator's answer: 400, empty body

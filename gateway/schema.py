@@ -9,29 +9,29 @@ with the request id to quote. What a query may ask for is capped by ``gateway.li
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 import strawberry
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, parse
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import ExecutionResult
 
 from gateway.context import Context, Info
 from gateway.errors import BadUserInput, ErrorCode, GatewayError
 from gateway.executions import parse_execution_id
-from gateway.limits import QueryLimits, limit_rules
+from gateway.limits import QueryLimits, estimate_fetches, limit_rules
 from gateway.metrics import GRAPHQL_OPERATIONS, OPERATION_NAMES
 from gateway.settings import Settings
 from gateway.subscriptions import TooManySubscriptions, WatchEnded
@@ -142,23 +142,158 @@ class Subscription:
             context.subscriptions -= 1
 
 
-class ErrorCodes(SchemaExtension):
-    """Gives every error a code and masks the ones nobody expected; over a WebSocket, each
-    result as it is sent."""
+@dataclass(slots=True)
+class _Document:
+    """A parsed document, its validation errors once known and its costs by variables."""
+
+    document: DocumentNode
+    rules: tuple[type[ASTValidationRule], ...] | None = None
+    errors: list[GraphQLError] | None = None
+    costs: dict[tuple[str | None, bytes], int] = field(default_factory=dict)
+
+
+# Costs kept per document: one per distinct (operation, variables) seen, up to this many.
+_COSTS_PER_DOCUMENT = 64
+
+
+class DocumentCache:
+    """Documents by their text, parsed and validated once: a bounded LRU.
+
+    Dashboards send the same few documents over and over. Parsing depends only on the text (the
+    parse options are the schema's own), validation on the document and the rules (kept with
+    the errors and compared on every use), and the cost on those and the variables. Keyed on
+    the text rather than on the parsed document, whose hash walks the whole tree.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._documents: OrderedDict[str, _Document] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    def get(self, query: str) -> _Document | None:
+        entry = self._documents.get(query)
+        if entry is not None:
+            self._documents.move_to_end(query)
+        return entry
+
+    def put(self, query: str, document: DocumentNode) -> _Document:
+        entry = self._documents[query] = _Document(document)
+        while len(self._documents) > self.maxsize:
+            self._documents.popitem(last=False)
+        return entry
+
+
+def _variables_key(variables: dict[str, Any] | None) -> bytes | None:
+    """A digest of the variables' values, None when they are not plain JSON to orjson."""
+    try:
+        encoded = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None  # integers beyond 64 bits: priced every time
+    return hashlib.blake2b(encoded, digest_size=16).digest()
+
+
+class GatewayExtension(SchemaExtension):
+    """Everything the gateway adds to an operation, as one extension (each one costs a set of
+    hooks on every request):
+
+    - documents parsed, validated and priced once (``DocumentCache``);
+    - the limits of ``gateway.limits``: size before parsing, tokens while parsing, depth and
+      aliases while validating, cost before executing;
+    - every error leaves with a code, and the unexpected ones are logged and masked;
+    - the operation is counted by name and outcome, and both are noted for the access log.
+    """
+
+    def __init__(
+        self,
+        limits: QueryLimits,
+        documents: DocumentCache,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> None:
+        self.limits = limits
+        self.documents = documents
+        self.rules = rules
+        self._entry: _Document | None = None
 
     def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        context.parse_options["max_tokens"] = self.limits.settings.max_tokens
+        context.validation_rules = context.validation_rules + self.rules
         yield
-        self._code(self.execution_context.result)
+        result = context.result
+        if isinstance(result, GraphQLExecutionResult | ExecutionResult) and result.errors:
+            # The token limit's wording first, so that its error is coded as a limit.
+            result.errors = [self._coded(self.limits.reword(error)) for error in result.errors]
+        self._count()
 
     def on_stream_result(self, result: object) -> Iterator[None]:
-        self._code(result)
-        yield
-
-    def _code(self, result: object) -> None:
+        """Over a WebSocket, each result is coded as it is sent."""
         if isinstance(result, GraphQLExecutionResult | ExecutionResult) and result.errors:
             result.errors = [self._coded(error) for error in result.errors]
+        yield
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        query = context.query
+        self.limits.check_size(query)
+        if query:
+            entry = self.documents.get(query)
+            if entry is None:
+                try:
+                    document = parse(query, **context.parse_options)
+                except GraphQLError:
+                    # Left to Strawberry's own parse step, whose error is coded like any other.
+                    document = None
+                entry = None if document is None else self.documents.put(query, document)
+            if entry is not None:
+                context.graphql_document = entry.document
+                self._entry = entry
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        entry = self._entry
+        if entry is not None and context.graphql_document is entry.document:
+            rules = context.validation_rules
+            if entry.rules != rules:
+                entry.errors = validate_document(context.schema._schema, entry.document, rules)
+                entry.rules = rules
+            context.pre_execution_errors = entry.errors
+        yield
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None and context.result is None:
+            refusal = self.limits.cost_refusal(self._cost(document))
+            if refusal is not None:
+                # A result set before execution is returned instead of executing.
+                context.result = refusal
+        yield
+
+    def _cost(self, document: DocumentNode) -> int:
+        context = self.execution_context
+        entry = self._entry
+        variables = _variables_key(context.variables) if entry is not None else None
+        key = (context.operation_name, variables or b"")
+        if entry is not None and variables is not None and key in entry.costs:
+            return entry.costs[key]
+        cost = estimate_fetches(
+            context.schema._schema,
+            document,
+            context.operation_name,
+            context.variables,
+            self.limits.settings,
+        )
+        if entry is not None and variables is not None:
+            if len(entry.costs) >= _COSTS_PER_DOCUMENT:
+                entry.costs.clear()
+            entry.costs[key] = cost
+        return cost
 
     def _coded(self, error: GraphQLError) -> GraphQLError:
+        """Gives the error a code; masks (and logs) one nobody expected."""
         if (error.extensions or {}).get("code"):
             return error  # coded already: by the upstream failure, or by an earlier pass
         original = error.original_error
@@ -183,15 +318,8 @@ class ErrorCodes(SchemaExtension):
             extensions={"code": ErrorCode.INTERNAL.value},
         )
 
-
-class OperationStats(SchemaExtension):
-    """Counts the operation by name and outcome, and notes both for the access log.
-
-    Listed before ``ErrorCodes``, so it sees the errors after they got their codes.
-    """
-
-    def on_operation(self) -> Iterator[None]:
-        yield
+    def _count(self) -> None:
+        """Counts the operation by name and outcome, and notes both for the access log."""
         context = self.execution_context
         result = context.result
         codes = [
@@ -204,21 +332,6 @@ class OperationStats(SchemaExtension):
             stats = context.context.loader.stats
             stats.operation_name = None if name is None else name[: OPERATION_NAMES.length]
             stats.error_codes.extend(codes)
-
-
-class DocumentCache(ParserCache):
-    """Strawberry's parser cache, except that a document that fails to parse is left to
-    Strawberry's own parse step, whose error goes through ``ErrorCodes`` like any other."""
-
-    def on_parse(self) -> Iterator[None]:
-        context = self.execution_context
-        try:
-            context.graphql_document = self.cached_parse_document(
-                context.query, **context.parse_options
-            )
-        except GraphQLError:
-            context.graphql_document = None
-        yield
 
 
 # graphql-core appends every suggestion to its message as " Did you mean …?".
@@ -245,20 +358,14 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """
     # None: the declared defaults, not the environment.
     limits = settings if settings is not None else Settings.model_construct()
-    rules = limit_rules(limits)
-    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
-        OperationStats,
-        ErrorCodes,
-        # Before the parser cache: an oversized document is refused unparsed.
-        lambda: QueryLimits(limits),
-        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: AddValidationRules(rules),
-        # Dashboards send the same few documents over and over: parse and validate each once.
-        lambda: DocumentCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
-    ]
+    rules: tuple[type[ASTValidationRule], ...] = tuple(limit_rules(limits))
     if not limits.introspection_enabled:
-        extensions.append(DisableIntrospection)
+        rules += (NoSchemaIntrospectionCustomRule,)
+    checks = QueryLimits(limits)
+    documents = DocumentCache(maxsize=256)
+    extensions: list[type[SchemaExtension] | Callable[[], SchemaExtension]] = [
+        lambda: GatewayExtension(checks, documents, rules),
+    ]
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
