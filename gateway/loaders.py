@@ -65,22 +65,63 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
         if allowed:
             self.batch_sizes.append(allowed)
             LOADER_BATCH_SIZE.observe(allowed)
-        fetched: list[FetchedExecution | BaseException] = await asyncio.gather(
-            *(self._fetch_by_deadline(key) for key in keys[:allowed]),
-            return_exceptions=True,
-        )
+        fetched = await self._fetch_by_deadline(keys[:allowed])
+        if allowed == len(keys):
+            return fetched
         refused = QueryTooComplex(
             f"This request already fetched {self._max_fetches} executions, the most one "
             "request may; ask for fewer ids or a shorter ancestors limit."
         )
         return fetched + [refused] * (len(keys) - allowed)
 
-    async def _fetch_by_deadline(self, key: str) -> FetchedExecution:
-        """Fetch, but give up when the request's deadline passes (a shared call goes on)."""
+    async def _fetch_by_deadline(
+        self, keys: Sequence[str]
+    ) -> list[FetchedExecution | BaseException]:
+        """Fetch each key, each to its own value or exception, giving up on those still
+        unresolved when the request's deadline passes (a shared call goes on for others).
+
+        One timer for the whole batch, not one per key: a timer costs more than a cache hit.
+        """
+        if len(keys) == 1:
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    return [await self._fetcher.fetch(keys[0], self._credentials, self.stats)]
+            except TimeoutError:
+                return [_too_late(keys[0])]
+            except Exception as failure:
+                return [failure]
+        fetches = [
+            asyncio.ensure_future(self._fetcher.fetch(key, self._credentials, self.stats))
+            for key in keys
+        ]
+        if not fetches:
+            return []
+        loop = asyncio.get_running_loop()
+        timeout = None if self._deadline is None else max(0.0, self._deadline - loop.time())
         try:
-            async with asyncio.timeout_at(self._deadline):
-                return await self._fetcher.fetch(key, self._credentials, self.stats)
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"The request's deadline passed before execution {key} could be fetched."
-            ) from None
+            await asyncio.wait(fetches, timeout=timeout)
+        finally:
+            # The deadline passed, or this request was cancelled: stop waiting for the rest.
+            for fetch in fetches:
+                if not fetch.done():
+                    fetch.cancel()
+                    fetch.add_done_callback(_retrieve)
+        return [_outcome(key, fetch) for key, fetch in zip(keys, fetches, strict=True)]
+
+
+def _too_late(key: str) -> UpstreamTimeout:
+    return UpstreamTimeout(
+        f"The request's deadline passed before execution {key} could be fetched."
+    )
+
+
+def _outcome(key: str, fetch: asyncio.Future[FetchedExecution]) -> FetchedExecution | BaseException:
+    if not fetch.done() or fetch.cancelled():
+        return _too_late(key)
+    return fetch.exception() or fetch.result()
+
+
+def _retrieve(fetch: asyncio.Future[FetchedExecution]) -> None:
+    """Marks an abandoned fetch's error as seen: nobody is left to await it."""
+    if not fetch.cancelled():
+        fetch.exception()
