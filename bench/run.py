@@ -99,9 +99,28 @@ FANOUT_SIZE = 100
 CLIENT_CONNECTIONS = 100
 STARTUP_TIMEOUT = 60.0
 MEMORY_TOLERANCE_MIB = 2.0
+# The memory run lasts this many --seconds, of which the first MEMORY_WARMUP_RUNS are warm-up:
+# long enough for the allocator's arenas and the connection pools to reach their working size.
+MEMORY_RUNS = 8
+MEMORY_WARMUP_RUNS = 3
 PROFILE_RATE = 200
 PROFILE_TOP = 12
 SPINE_SHARE = 0.99
+# Where a warm GraphQL request's time goes: a stage is every sample with its function on the
+# stack (functions do not recurse, so each sample counts once per stage; stages nest).
+PROFILE_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("the app, after uvicorn parsed the request (middlewares, routes)", ("FastAPI.__call__ (",)),
+    ("  the GraphQL operation (Strawberry's `Schema.execute`)", ("Schema.execute (",)),
+    ("    graphql-core resolving and completing the fields", ("Schema._execute_operation (",)),
+    ("    parse, validation and limits (cached documents)", ("Schema._prepare_operation_async (",)),
+    ("  reading and checking the JSON body", ("GatewayGraphQLRouter.parse_http_body (",)),
+    ("  the request's context: credentials and loader", ("get_context (gateway/",)),
+    ("  sending the answer through the middlewares", ("Response.__call__ (",)),
+    (
+        "the loader: batches and fetches (cache lookups, cached bodies parsed)",
+        ("ExecutionLoader.batch_load_fn (", "ExecutionFetcher.fetch ("),
+    ),
+)
 TRANSPORT_ROUNDS = 5
 OTHER_LOAD_LIMIT = 0.05  # share of the machine other processes may use before the doc warns
 OVERHEAD_BUDGET_MS = 1.0
@@ -710,6 +729,7 @@ class Profile:
     inclusive: list[tuple[str, float]]
     self_share: list[tuple[str, float]]
     spine: list[str]
+    stages: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -959,6 +979,7 @@ def parse_profile(text: str, summary: str) -> Profile:
     """Collapsed stacks (``frame;frame;... count``) -> top functions by inclusive and self share."""
     inclusive: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
+    staged: Counter[str] = Counter()
     total = 0
     for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -969,12 +990,16 @@ def parse_profile(text: str, summary: str) -> Profile:
         leaf[frames[-1]] += int(count)
         for name in set(frames):
             inclusive[name] += int(count)
+        for stage, functions in PROFILE_STAGES:
+            if any(frame.startswith(functions) for frame in frames):
+                staged[stage] += int(count)
     if total == 0:
         return Profile(0, summary, [], [], [])
     spine = [name for name, count in inclusive.most_common() if count / total >= SPINE_SHARE]
     top = [(name, count / total) for name, count in inclusive.most_common() if name not in spine]
     own = [(name, count / total) for name, count in leaf.most_common(PROFILE_TOP)]
-    return Profile(total, summary, top[:PROFILE_TOP], own, spine)
+    stages = [(stage, staged[stage] / total) for stage, _ in PROFILE_STAGES]
+    return Profile(total, summary, top[:PROFILE_TOP], own, spine, stages)
 
 
 @contextmanager
@@ -999,12 +1024,12 @@ def sampling_rss(pid: int, interval: float) -> Iterator[list[tuple[float, float]
 
 
 def measure_memory(bench: Bench, scenario: Scenario) -> Memory:
-    """Warm C at c=32 for 3 x --seconds; the first third is the warm-up."""
+    """Warm C at c=32 for MEMORY_RUNS x --seconds; the first MEMORY_WARMUP_RUNS are warm-up."""
     server = start_gateway(bench.procs, "gateway-warm-memory", bench.upstream.url, "warm")
     try:
         request = scenario.gateway_request(server.url)
         warm_up(bench, "memory run", scenario, request)
-        seconds = 3 * bench.seconds
+        seconds = MEMORY_RUNS * bench.seconds
         with sampling_rss(server.pid, 0.25) as samples:
             load, calls = counted(
                 bench,
@@ -1016,7 +1041,8 @@ def measure_memory(bench: Bench, scenario: Scenario) -> Memory:
     finally:
         bench.procs.stop(server.process)
     note_failures(bench, "the memory run", load)
-    after = next((rss for at, rss in samples if at >= bench.seconds), samples[-1][1])
+    warmed = MEMORY_WARMUP_RUNS * bench.seconds
+    after = next((rss for at, rss in samples if at >= warmed), samples[-1][1])
     log(f"  memory: {after:.1f} MiB after warm-up, {end:.1f} MiB at the end, peak {peak:.1f} MiB")
     return Memory(tuple(samples), after, end, peak, load, calls)
 
@@ -1360,13 +1386,13 @@ def memory_section(findings: Findings, seconds: float) -> list[str]:
     lines = ["## Memory stability", ""]
     if memory is None:
         return [*lines, "Not measured."]
-    post = [rss for at, rss in memory.samples if at >= seconds]
+    post = [rss for at, rss in memory.samples if at >= MEMORY_WARMUP_RUNS * seconds]
     return [
         *lines,
-        f"A fresh warm gateway runs scenario C at c={HIGH} for {3 * seconds:g} s "
+        f"A fresh warm gateway runs scenario C at c={HIGH} for {MEMORY_RUNS * seconds:g} s "
         f"({memory.load.completed} requests, {number(memory.calls)} upstream calls/request: C's "
         "fan-out is mostly running executions, re-read after the 1 s active TTL). VmRSS is "
-        f"sampled every 0.25 s; the first {seconds:g} s count as warm-up.",
+        f"sampled every 0.25 s; the first {MEMORY_WARMUP_RUNS * seconds:g} s count as warm-up.",
         "",
         "| VmRSS after warm-up | VmRSS at the end | growth | min / max after warm-up "
         "| peak (VmHWM) |",
@@ -1380,6 +1406,16 @@ def memory_section(findings: Findings, seconds: float) -> list[str]:
         "`POLOS_GATEWAY_CACHE_MAX_BYTES`; this run shows the process does not grow under a "
         "steady load once warm.",
     ]
+
+
+def stage_table(stages: Sequence[tuple[str, float]]) -> list[str]:
+    """Stages with their nesting (two leading spaces a level) shown as dots."""
+    lines = ["| stage | share of samples |", "|---|---:|"]
+    for name, share in stages:
+        text = name.lstrip(" ")
+        depth = (len(name) - len(text)) // 2
+        lines.append(f"| {'· ' * depth}{text} | {share:.1%} |")
+    return lines
 
 
 def share_table(title: str, shares: Sequence[tuple[str, float]]) -> list[str]:
@@ -1404,6 +1440,12 @@ def profile_section(findings: Findings) -> list[str]:
         f"{len(profile.spine)} functions on more than {SPINE_SHARE:.0%} of stacks (the entry "
         "point, uvicorn and the event loop's runner) are left out. *Self*: samples with the "
         "function at the top of the stack, where the CPU actually was.",
+        "",
+        "Where the time goes, by stage (a stage is every sample with its function on the "
+        "stack; indented stages are within the one above; what is left is uvicorn and "
+        "httptools reading and writing the sockets, and the event loop):",
+        "",
+        *stage_table(profile.stages),
         "",
         *share_table("inclusive", profile.inclusive),
         "",
