@@ -58,6 +58,7 @@ class Context(BaseContext):
         self._loader = loader if isinstance(loader, ExecutionLoader) else None
         self._new_loader = None if isinstance(loader, ExecutionLoader) else loader
         self.subscriptions = 0  # held open on this connection
+        self.initialised = False  # a WebSocket's connection_init was taken
 
     @property
     def loader(self) -> ExecutionLoader:

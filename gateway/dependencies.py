@@ -37,15 +37,25 @@ UpstreamDep = Annotated[UpstreamClient, Depends(get_upstream)]
 
 
 def request_credentials(
-    connection: HTTPConnection, overrides: Mapping[str, str] | None = None
+    connection: HTTPConnection,
+    overrides: Mapping[str, str] | None = None,
+    *,
+    ambient_cookies: bool = True,
 ) -> Credentials:
     """The credentials this request forwards; ``overrides`` (a WebSocket's ``connection_init``
-    payload) replace headers of the same names and may carry the cookie by its name."""
+    payload) replace headers of the same names and may carry the cookie by its name.
+    ``ambient_cookies=False`` ignores the cookies the browser attached by itself."""
     settings = settings_of(connection)
     headers: Mapping[str, str] = connection.headers
-    if overrides:
-        headers = MutableHeaders(raw=list(connection.headers.raw))
-        for name, value in overrides.items():
+    if overrides or not ambient_cookies:
+        headers = MutableHeaders(
+            raw=[
+                (name, value)
+                for name, value in connection.headers.raw
+                if ambient_cookies or name != b"cookie"
+            ]
+        )
+        for name, value in (overrides or {}).items():
             if not isinstance(name, str) or not isinstance(value, str):
                 continue  # a client's JSON: anything but text is not a credential
             if name.lower() in settings.forward_headers:

@@ -37,9 +37,11 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.http import GraphQLRequestData
 from strawberry.http.base import BaseRequestProtocol
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.http.websocket_origin import is_same_origin, normalize_origin
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import ExecutionResult, SubscriptionExecutionResult
+from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from gateway.context import Context
@@ -55,6 +57,7 @@ from gateway.schema import build_schema
 from gateway.settings import Settings
 
 JSON_MEDIA_TYPE = "application/json"
+NOT_FRAMED = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
 async def get_context(connection: HTTPConnection) -> Context:
@@ -63,12 +66,16 @@ async def get_context(connection: HTTPConnection) -> Context:
     A WebSocket's credentials are its upgrade request's until ``connection_init`` names
     others (``GatewayGraphQLRouter.on_ws_connect``).
     """
-    credentials = request_credentials(connection)
-    loader: ExecutionLoader | Callable[[Credentials], ExecutionLoader] = (
-        functools.partial(new_loader, connection)
-        if isinstance(connection, WebSocket)
-        else new_loader(connection, credentials)
-    )
+    if isinstance(connection, WebSocket):
+        credentials = request_credentials(
+            connection, ambient_cookies=_ambient_cookies_allowed(connection)
+        )
+        loader: ExecutionLoader | Callable[[Credentials], ExecutionLoader] = functools.partial(
+            new_loader, connection
+        )
+    else:
+        credentials = request_credentials(connection)
+        loader = new_loader(connection, credentials)
     return Context(
         loader,
         settings_of(connection),
@@ -76,6 +83,22 @@ async def get_context(connection: HTTPConnection) -> Context:
         credentials=credentials,
         services=connection.app.state.services,
     )
+
+
+def _ambient_cookies_allowed(websocket: WebSocket) -> bool:
+    """May the cookies a browser attached to this upgrade act for its page?
+
+    A browser sends its cookies with any upgrade, and no CORS check guards a WebSocket: a
+    page on another origin could act as its visitor. The cookie counts only from the
+    gateway's own pages, from clients that are not browsers (no ``Origin``), and from origins
+    that CORS lets send credentials; other pages may still send credentials of their own in
+    ``connection_init``.
+    """
+    origin = websocket.headers.get("origin")
+    if origin is None or is_same_origin(origin, websocket.headers.get("host")):
+        return True
+    settings = settings_of(websocket)
+    return settings.cors_allow_credentials and normalize_origin(origin) in settings.cors_origins
 
 
 class TextFrameAdapter(ASGIWebSocketAdapter):
@@ -129,8 +152,16 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
         """``connection_init``'s payload may carry the credentials a browser cannot put on
         an upgrade request, under the same names as the HTTP headers and cookie."""
         params = context.connection_params
-        if isinstance(params, dict) and params and isinstance(context.request, WebSocket):
-            context.credentials = request_credentials(context.request, params)
+        websocket = context.request
+        if isinstance(params, dict) and params and isinstance(websocket, WebSocket):
+            if context.initialised:
+                # The legacy protocol takes a second connection_init; the credentials of
+                # the subscriptions already running must not change under them.
+                return await super().on_ws_connect(context)
+            context.credentials = request_credentials(
+                websocket, params, ambient_cookies=_ambient_cookies_allowed(websocket)
+            )
+        context.initialised = True
         return await super().on_ws_connect(context)
 
     def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
@@ -142,7 +173,9 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
         )
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        return HTMLResponse(graphiql_page())
+        # GraphiQL fills its editor from the address (?query=…): framed by another site, a
+        # visitor could be steered into running a mutation with their cookie.
+        return HTMLResponse(graphiql_page(), headers=NOT_FRAMED)
 
     async def execute_operation(
         self,
@@ -156,6 +189,10 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
         if isinstance(request_data, GraphQLRequestData):
             store: PersistedQueries = request.app.state.persisted_queries
             await store.resolve(request_data)
+            if request_data.protocol != "http":
+                # Streamed HTTP (multipart, server-sent events): subscriptions have the
+                # WebSocket, where the caps and the origin check apply.
+                raise HTTPException(400, SUBSCRIPTIONS_OVER_WEBSOCKET)
         return await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
@@ -199,15 +236,23 @@ def _count_unrun(request: Request, code: str) -> None:
         stats.error_codes.append(code)
 
 
+SUBSCRIPTIONS_OVER_WEBSOCKET = (
+    "Subscriptions are served over a WebSocket at /graphql (graphql-transport-ws), not over "
+    "HTTP requests."
+)
+
+
 def _refusal_response(refusal: HTTPException) -> Response:
     """Strawberry's refusal of a request, as a GraphQL error body instead of plain text."""
-    status, headers = refusal.status_code, {}
-    if isinstance(refusal.__cause__, InvalidOperationTypeError):
-        # An operation the method may not run (a mutation over GET).
-        status, headers = 405, {"Allow": "POST"}
-    body = {
-        "errors": [{"message": refusal.reason, "extensions": {"code": ErrorCode.BAD_USER_INPUT}}]
-    }
+    status, headers, reason = refusal.status_code, {}, refusal.reason
+    refused = refusal.__cause__
+    if isinstance(refused, InvalidOperationTypeError):
+        if refused.operation_type is OperationType.SUBSCRIPTION:
+            reason = SUBSCRIPTIONS_OVER_WEBSOCKET
+        else:
+            # An operation the method may not run (a mutation over GET).
+            status, headers = 405, {"Allow": "POST"}
+    body = {"errors": [{"message": reason, "extensions": {"code": ErrorCode.BAD_USER_INPUT}}]}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -7,24 +7,28 @@ over GET (``?extensions=...&variables=...&operationName=...``, which a CDN can c
 - a known hash runs the stored document, exactly as if the client had sent it;
 - an unknown hash is answered 200 with
   ``{"errors": [{"message": "PersistedQueryNotFound",
-  "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]}`` and ``Cache-Control`` that keeps
+  "extensions": {"code": "BAD_USER_INPUT"}}]}`` and ``Cache-Control`` that keeps
   caches from holding on to the miss; the client then POSTs the document together with its
   hash, which is checked (a mismatch is 400 ``BAD_USER_INPUT`` and nothing runs), stored, and
   run.
 
 With ``persisted_queries_enabled`` off, any request with the extension is answered
-``PersistedQueryNotSupported`` (``PERSISTED_QUERY_NOT_SUPPORTED``), on which Apollo Client stops
-hashing and sends whole documents.
+``PersistedQueryNotSupported``, on which Apollo Client stops hashing and sends whole documents.
+
+Apollo Client and urql recognise both answers by their message; the code is the contract's
+``BAD_USER_INPUT`` (the request names a document the gateway cannot run), not Apollo Server's
+``PERSISTED_QUERY_NOT_FOUND``, so a client handling the contract's codes handles these too.
 
 Documents are neither secret nor per-credential (the hash names the document, and running one
 still takes the caller's own credentials), so one store serves every client: an LRU bounded by
 entries and bytes in each process and, with ``POLOS_GATEWAY_REDIS_URL``, Redis behind it with a
-TTL, so a document registered on one replica is found on the others. Redis only helps: every
-command has a short timeout and a breaker of its own, and while Redis fails the store works
-from memory. A document over ``max_document_bytes`` is run (and refused by the query limits)
-but never stored. A document that does not parse is stored like any other: its hash pins it,
-running it again gives the same syntax error, and the bounds cap what anyone can store,
-parseable or not; checking would cost a second parse of every registration.
+TTL, so a document registered on one replica is found on the others; Redis too keeps at most
+``max_entries`` documents (the oldest registered go first), so nobody can fill it. Redis only
+helps: every command has a short timeout and a breaker of its own, and while Redis fails the
+store works from memory. A document over ``max_document_bytes`` is run (and refused by the query
+limits) but never stored. A document that does not parse is stored like any other: its hash
+pins it, running it again gives the same syntax error, and the bounds cap what anyone can
+store, parseable or not; checking would cost a second parse of every registration.
 
 Usage::
 
@@ -38,10 +42,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from strawberry.http import GraphQLRequestData
 
@@ -57,9 +62,8 @@ logger = logging.getLogger(__name__)
 
 VERSION = 1
 NOT_FOUND = "PersistedQueryNotFound"
-NOT_FOUND_CODE = "PERSISTED_QUERY_NOT_FOUND"
 NOT_SUPPORTED = "PersistedQueryNotSupported"
-NOT_SUPPORTED_CODE = "PERSISTED_QUERY_NOT_SUPPORTED"
+_CODE = ErrorCode.BAD_USER_INPUT.value
 # A miss must not be cached by a CDN in front of GET: the document is registered a moment
 # later, and a cached miss would send every client through the slow path again.
 _UNCACHEABLE = {"Cache-Control": "private, no-cache, must-revalidate"}
@@ -145,13 +149,13 @@ class PersistedQueries:
         if extension is None:
             return
         if not self.enabled:
-            raise PersistedQueryError(200, NOT_SUPPORTED, NOT_SUPPORTED_CODE, _UNCACHEABLE)
+            raise PersistedQueryError(200, NOT_SUPPORTED, _CODE, _UNCACHEABLE)
         sha256_hash = _requested_hash(extension)
         if data.query is None:
             document = await self.get(sha256_hash)
             if document is None:
                 PERSISTED_QUERIES.labels("miss").inc()
-                raise PersistedQueryError(200, NOT_FOUND, NOT_FOUND_CODE, _UNCACHEABLE)
+                raise PersistedQueryError(200, NOT_FOUND, _CODE, _UNCACHEABLE)
             PERSISTED_QUERIES.labels("hit").inc()
             data.query = document
             return
@@ -235,11 +239,30 @@ class PersistedQueries:
             stored = await self._redis.set(
                 self._key(sha256_hash), document.encode(), px=self._redis_ttl_ms, nx=True
             )
+            if stored:
+                await self._bound_redis(self._redis, sha256_hash)
         except Exception as exc:
             self._failed("set", exc, permit)
             return False
         self.breaker.record_success(permit)
         return bool(stored)
+
+    async def _bound_redis(self, redis: Redis, sha256_hash: str) -> None:
+        """Keep Redis to ``max_entries`` documents too, whoever registers them: an index by
+        registration time (epoch milliseconds, the same clock on every replica) loses its
+        expired members, and the oldest documents beyond the bound are deleted."""
+        index = f"{self._namespace}-index"
+        now_ms = time.time() * 1000
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(index, "-inf", now_ms - self._redis_ttl_ms)
+            pipe.zadd(index, {sha256_hash: now_ms})
+            pipe.pexpire(index, self._redis_ttl_ms)
+            pipe.zcard(index)
+            *_, count = await pipe.execute()
+        excess = int(count) - self.max_entries
+        if excess > 0:
+            oldest = cast("list[tuple[bytes, float]]", await redis.zpopmin(index, excess))
+            await redis.delete(*(self._key(member.decode()) for member, _ in oldest))
 
     def _failed(self, operation: str, exc: Exception, permit: Permit) -> None:
         self.breaker.record_failure(permit)

@@ -9,11 +9,12 @@ with the request id to quote. What a query may ask for is capped by ``gateway.li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +25,10 @@ from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema import validate_document
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES, validate_document
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from gateway.context import Context, Info
 from gateway.errors import BadUserInput, ErrorCode, GatewayError
@@ -130,14 +132,17 @@ class Subscription:
             )
         context.subscriptions += 1
         try:
-            async for event in context.services.watch.watch(execution_id, context.credentials):
-                if event.error is not None:
-                    # Every subscriber raises its own copy: the event is shared between them.
-                    raise WatchEnded(event.error)
-                assert event.execution is not None
-                # The fields under this event load with a loader (and a deadline) of their own.
-                context.renew_loader()
-                yield Execution.from_record(event.execution.record)
+            events = context.services.watch.watch(execution_id, context.credentials)
+            # Closed here, at once, when the subscriber leaves: it releases the poller.
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if event.error is not None:
+                        # Each subscriber raises its own copy: the event is shared by all.
+                        raise WatchEnded(event.error)
+                    assert event.execution is not None
+                    # The fields under this event load with a loader (and deadline) of their own.
+                    context.renew_loader()
+                    yield Execution.from_record(event.execution.record)
         finally:
             context.subscriptions -= 1
 
@@ -339,6 +344,29 @@ _SUGGESTION = re.compile(r"\s*Did you mean .*$", re.DOTALL)
 
 
 class GatewaySchema(strawberry.Schema):
+    async def execute(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        allowed_operation_types: Iterable[OperationType] | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """One result for one request: HTTP's way (a WebSocket streams instead), which has
+        no way to deliver a subscription's events, so a subscription is refused here."""
+        allowed = set(allowed_operation_types or DEFAULT_ALLOWED_OPERATION_TYPES)
+        return await super().execute(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            allowed - {OperationType.SUBSCRIPTION},
+            operation_extensions,
+        )
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:

@@ -219,6 +219,13 @@ class Settings(BaseSettings):
     max_subscriptions_per_connection: int = Field(
         default=20, ge=1, le=10_000, description="Subscriptions one WebSocket may hold at once."
     )
+    max_subscriptions_per_credential: int = Field(
+        default=100,
+        ge=1,
+        le=1_000_000,
+        description="Subscriptions one set of credentials may hold at once, over all its "
+        "connections; beyond that RATE_LIMITED.",
+    )
     max_subscriptions: int = Field(
         default=2000,
         ge=1,

@@ -28,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections import Counter
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.credentials import Credentials
@@ -46,6 +47,15 @@ _ENDING_STATUSES = frozenset({401, 403, 404})
 
 class TooManySubscriptions(GatewayError):
     code = ErrorCode.RATE_LIMITED
+
+
+class WatchBroken(GatewayError):
+    """Polling failed in a way nobody expected (a bug, logged with its stack)."""
+
+    code = ErrorCode.INTERNAL
+
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(f"Watching execution {execution_id} failed; it was logged.")
 
 
 class WatchEnded(GatewayError):
@@ -108,6 +118,13 @@ class _Poller:
             watcher.offer(event)
 
 
+async def wait_for_wake(wake: asyncio.Event, seconds: float) -> None:
+    """Until ``wake`` is set or ``seconds`` pass, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await wake.wait()
+
+
 class ExecutionWatch:
     """The process's pollers, keyed by credential fingerprint and execution id.
 
@@ -124,14 +141,18 @@ class ExecutionWatch:
         settings: Settings,
         *,
         fingerprint: Callable[[Credentials], str],
+        wait: Callable[[asyncio.Event, float], Awaitable[None]] = wait_for_wake,
     ) -> None:
         self._upstream = upstream
         self._fingerprint = fingerprint
+        self._wait = wait  # between polls; tests record the intervals instead of waiting
         self._interval = settings.subscription_poll_interval
         self._max_interval = settings.subscription_poll_max_interval
         self._max_failures = settings.subscription_max_failures
         self._capacity = settings.max_subscriptions
+        self._capacity_per_caller = settings.max_subscriptions_per_credential
         self._pollers: dict[tuple[str, str], _Poller] = {}
+        self._by_caller: Counter[str] = Counter()
         self.watching = 0  # watchers across all pollers
         self.polls = 0  # upstream polls made, for tests and curiosity
 
@@ -148,7 +169,13 @@ class ExecutionWatch:
             raise TooManySubscriptions(
                 f"The gateway already serves {self._capacity} subscriptions; try again later."
             )
-        key = (self._fingerprint(credentials), execution_id)
+        caller = self._fingerprint(credentials)
+        if self._by_caller[caller] >= self._capacity_per_caller:
+            raise TooManySubscriptions(
+                f"These credentials already hold {self._capacity_per_caller} subscriptions, "
+                "the most one caller may (POLOS_GATEWAY_MAX_SUBSCRIPTIONS_PER_CREDENTIAL)."
+            )
+        key = (caller, execution_id)
         poller = self._pollers.get(key)
         if poller is None:
             poller = self._pollers[key] = _Poller(execution_id)
@@ -157,6 +184,7 @@ class ExecutionWatch:
         watcher = _Watcher()
         poller.watchers.add(watcher)
         self.watching += 1
+        self._by_caller[caller] += 1
         SUBSCRIPTION_WATCHERS.inc()
         if poller.latest is not None:
             watcher.offer(poller.latest)  # the execution at once, without waiting for a poll
@@ -169,6 +197,9 @@ class ExecutionWatch:
         finally:
             poller.watchers.discard(watcher)
             self.watching -= 1
+            self._by_caller[caller] -= 1
+            if not self._by_caller[caller]:
+                del self._by_caller[caller]
             SUBSCRIPTION_WATCHERS.dec()
             if not poller.watchers:
                 self._stop(key, poller)
@@ -197,6 +228,8 @@ class ExecutionWatch:
         interval, failures = self._interval, 0
         try:
             while True:
+                # Cleared before the poll, not after: a nudge during the poll asks for another.
+                poller.wake.clear()
                 event = await self._poll_once(poller.execution_id, credentials)
                 if event.execution is not None:
                     failures = 0
@@ -213,10 +246,7 @@ class ExecutionWatch:
                     interval = min(interval * 2, self._max_interval)
                 if poller.latest is not None and poller.latest.is_last:
                     break
-                poller.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(interval):
-                        await poller.wake.wait()
+                await self._wait(poller.wake, interval)
         finally:
             # Ended by itself (final, error): a new subscriber starts a fresh poller.
             if self._pollers.get(key) is poller:
@@ -229,8 +259,12 @@ class ExecutionWatch:
             return WatchEvent(await self._upstream.fetch_execution(execution_id, credentials))
         except GatewayError as failure:
             return WatchEvent(error=failure)
+        except Exception:
+            # A bug: its subscribers get an end, not a wait that never ends.
+            logger.exception("polling execution %s failed unexpectedly", execution_id)
+            return WatchEvent(error=WatchBroken(execution_id))
 
     def _ends_watch(self, error: GatewayError, failures: int) -> bool:
         if isinstance(error, UpstreamAnswered) and error.status in _ENDING_STATUSES:
             return True
-        return failures >= self._max_failures
+        return isinstance(error, WatchBroken) or failures >= self._max_failures

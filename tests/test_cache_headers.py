@@ -67,5 +67,5 @@ def test_a_stricter_choice_of_the_route_is_kept(gateway: httpx.Client) -> None:
         headers={"Accept": "application/json", "Authorization": "Bearer sk_x"},
     )
 
-    assert response.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert response.headers["cache-control"] == "private, no-cache, must-revalidate"

@@ -117,6 +117,10 @@ def test_a_cancel_is_sent_once_even_when_a_read_would_be_retried(
     body = cancel(gateway, EXECUTION_ID)
 
     assert body["errors"][0]["extensions"] == {"code": code, "upstreamStatus": status}
+    if code == "UPSTREAM_ERROR":
+        assert body["errors"][0]["message"] == (
+            f"The orchestrator failed to cancel execution {EXECUTION_ID} (HTTP {status})."
+        )
     assert upstream.cancels() == [f"/api/v1/executions/{EXECUTION_ID}/cancel"]
 
 
@@ -147,6 +151,9 @@ def test_cancels_carry_the_callers_credentials_and_their_refusals_keep_their_cod
 
     assert error_codes(anonymous) == [("cancelExecution", "UNAUTHENTICATED")]
     assert error_codes(elsewhere) == [("cancelExecution", "FORBIDDEN")]
+    assert elsewhere["errors"][0]["message"] == (
+        f"The credentials sent with this request may not cancel {LONG_JOB}."
+    )
     assert allowed["data"]["cancelExecution"]["status"] == "PENDING_CANCEL"
     sent = [r.headers for r in recorder.requests if r.method == "POST"]
     assert sent[-1]["authorization"] == AUTH_HEADERS["Authorization"]

@@ -75,3 +75,10 @@ def test_text_put_into_the_page_cannot_end_its_script() -> None:
 
     assert not set("<>&\u2028\u2029") & set(literal)
     assert json.loads(literal) == hostile
+
+
+def test_graphiql_may_not_be_framed_by_another_site(gateway: httpx.Client) -> None:
+    response = gateway.get("/graphql", headers=BROWSER)
+
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["content-security-policy"] == "frame-ancestors 'none'"

@@ -159,7 +159,7 @@ def _wire(requests: list[dict[str, Any]]) -> list[tuple[str, str, list[str], boo
     ]
 
 
-MISS = ["PERSISTED_QUERY_NOT_FOUND"]
+MISS = ["BAD_USER_INPUT"]
 
 
 def test_persisted_queries_from_apollo_and_urql_over_post_and_get(

@@ -24,9 +24,7 @@ ROOT = demo_id("research")
 SECRET = "shared-by-every-replica"
 ONE = "query One($id: ID!) {\n  execution(id: $id) {\n    id\n    workflowId\n  }\n}"
 NOT_FOUND = {
-    "errors": [
-        {"message": "PersistedQueryNotFound", "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}
-    ]
+    "errors": [{"message": "PersistedQueryNotFound", "extensions": {"code": "BAD_USER_INPUT"}}]
 }
 # What Apollo Client sends with every request, GET included.
 APOLLO_HEADERS = {"accept": "*/*", "content-type": "application/json"}
@@ -220,7 +218,7 @@ def test_with_persisted_queries_switched_off_apollo_is_told_they_are_not_support
         "errors": [
             {
                 "message": "PersistedQueryNotSupported",
-                "extensions": {"code": "PERSISTED_QUERY_NOT_SUPPORTED"},
+                "extensions": {"code": "BAD_USER_INPUT"},
             }
         ]
     }
@@ -372,3 +370,22 @@ def test_killing_redis_mid_run_fails_no_persisted_query(
 
     assert execution_data(registered)["data"]["execution"]["id"] == LEAF
     assert [execution_data(hit)["data"]["execution"]["id"] for hit in hits] == [LEAF, LEAF]
+
+
+def test_redis_keeps_no_more_documents_than_the_bound_whoever_registers_them(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    with redis_server() as (redis_url, _):
+        client = start_gateway(
+            upstream[0],
+            redis_url=redis_url,
+            cache_key_secret=SECRET,
+            persisted_queries_max_entries=3,
+        )
+        documents = [f"query One {{ n{n}: __typename }}" for n in range(8)]
+        for document in documents:
+            assert register(client, document, {}).status_code == 200
+        stored = set(redis.Redis.from_url(redis_url).keys("polos-gateway-apq:*"))
+
+    # The three registered last are kept; nothing else is.
+    assert stored == {f"polos-gateway-apq:{sha256(d)}".encode() for d in documents[-3:]}

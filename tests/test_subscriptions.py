@@ -7,9 +7,11 @@ releases it, so every count here is exact and nothing waits on a clock.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -22,7 +24,7 @@ from websockets.typing import Origin, Subprotocol
 
 from gateway.credentials import Credentials
 from gateway.settings import Settings
-from gateway.subscriptions import ExecutionWatch, WatchEvent, _Watcher
+from gateway.subscriptions import ExecutionWatch, TooManySubscriptions, WatchEvent, _Watcher
 from gateway.upstream import UpstreamClient
 from tests.conftest import StartGateway
 from tests.records import EXECUTION_ID, execution_body
@@ -386,7 +388,7 @@ async def test_a_page_on_the_gateways_own_origin_may_open_a_websocket(
 
 @contextlib.asynccontextmanager
 async def watch_of(url: str, **settings: Any) -> AsyncIterator[ExecutionWatch]:
-    config = Settings(upstream_url=url, retry_attempts=1, **FAST_POLLS, **settings)
+    config = Settings(upstream_url=url, retry_attempts=1, **{**FAST_POLLS, **settings})
     async with UpstreamClient(config) as client:
         watch = ExecutionWatch(client, config, fingerprint=lambda c: str(c.headers))
         try:
@@ -438,3 +440,222 @@ def test_a_slow_subscriber_skips_to_the_newest_event() -> None:
     watcher.offer(newer)
 
     assert anyio.run(watcher.take) is newer
+
+
+# --- cookies, origins and the connection's credentials -----------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("origin", "settings", "cookie_forwarded"),
+    [
+        ("https://evil.example", {"cors_origins": ["*"]}, False),
+        ("https://app.example", {"cors_origins": ["https://app.example"]}, False),
+        (
+            "https://app.example",
+            {"cors_origins": ["https://app.example"], "cors_allow_credentials": True},
+            True,
+        ),
+        (None, {}, True),
+    ],
+)
+async def test_a_browsers_own_cookie_counts_only_where_cors_lets_it_send_credentials(
+    stepped: tuple[str, SteppedUpstream],
+    start_gateway: StartGateway,
+    origin: str | None,
+    settings: dict[str, Any],
+    cookie_forwarded: bool,
+) -> None:
+    url, upstream = stepped
+    upstream.script(EXECUTION_ID, step("completed"))
+    gateway = start_gateway(url, **settings, **FAST_POLLS)
+    headers = {"Cookie": "polos_auth=the.visitors.session"}
+    if origin is not None:
+        headers["Origin"] = origin
+
+    await statuses(gateway, headers=headers)
+
+    [seen] = upstream.app.requests
+    assert ("cookie" in seen.headers) is cookie_forwarded
+
+
+@pytest.mark.anyio
+async def test_a_page_on_another_allowed_origin_may_send_credentials_of_its_own(
+    stepped: tuple[str, SteppedUpstream], start_gateway: StartGateway
+) -> None:
+    url, upstream = stepped
+    upstream.script(EXECUTION_ID, step("completed"))
+    gateway = start_gateway(url, cors_origins=["https://app.example"], **FAST_POLLS)
+
+    await statuses(
+        gateway,
+        headers={"Origin": "https://app.example", "Cookie": "polos_auth=ambient"},
+        init_payload={"Authorization": "Bearer sk_the_page_chose", "polos_auth": "chosen"},
+    )
+
+    [seen] = upstream.app.requests
+    assert seen.headers["authorization"] == "Bearer sk_the_page_chose"
+    assert seen.headers["cookie"] == "polos_auth=chosen"
+
+
+@pytest.mark.anyio
+async def test_a_second_connection_init_of_the_legacy_protocol_changes_no_credentials(
+    stepped: tuple[str, SteppedUpstream], start_gateway: StartGateway
+) -> None:
+    url, upstream = stepped
+    upstream.script(EXECUTION_ID, step("completed"))
+    gateway = start_gateway(url, **FAST_POLLS)
+    start = {
+        "type": "start",
+        "id": "1",
+        "payload": {
+            "query": "subscription($id: ID!) { executionUpdated(id: $id) { status } }",
+            "variables": {"id": EXECUTION_ID},
+        },
+    }
+
+    async with websockets.connect(ws_url(gateway), subprotocols=[Subprotocol("graphql-ws")]) as ws:
+        for key in ("sk_first", "sk_second"):
+            init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {key}"}}
+            await ws.send(json.dumps(init))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps(start))
+        received = [json.loads(await ws.recv()) for _ in range(2)]
+
+    assert [m["type"] for m in received] == ["data", "complete"]
+    assert [r.headers["authorization"] for r in upstream.app.requests] == ["Bearer sk_first"]
+
+
+# --- only over the WebSocket ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_subscription_sent_as_an_http_request_is_refused_with_a_pointer_to_the_websocket(
+    stepped: tuple[str, SteppedUpstream], start_gateway: StartGateway, method: str
+) -> None:
+    url, upstream = stepped
+    gateway = start_gateway(url)
+    query = 'subscription { executionUpdated(id: "' + EXECUTION_ID + '") { status } }'
+
+    if method == "GET":
+        response = gateway.get(
+            "/graphql", params={"query": query}, headers={"Accept": "application/json"}
+        )
+    else:
+        response = gateway.post("/graphql", json={"query": query})
+    streamed = gateway.post(
+        "/graphql",
+        json={"query": query},
+        headers={"Accept": 'multipart/mixed;subscriptionSpec="1.0"'},
+    )
+
+    for answer in (response, streamed):
+        assert answer.status_code == 400
+        [error] = answer.json()["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT"
+        assert "WebSocket" in error["message"]
+    assert upstream.app.requests == []
+
+
+# --- the watch's pacing, failures and caps, in-process -------------------------------------
+
+
+@pytest.mark.anyio
+async def test_polls_back_off_while_nothing_changes_and_speed_up_after_a_change(
+    stepped: tuple[str, SteppedUpstream],
+) -> None:
+    url, upstream = stepped
+    upstream.script(
+        EXECUTION_ID, *(step("queued") for _ in range(4)), step("running"), step("completed")
+    )
+    waits: list[float] = []
+
+    async def record(_: asyncio.Event, seconds: float) -> None:
+        waits.append(seconds)
+
+    config = Settings(
+        upstream_url=url, subscription_poll_interval=1, subscription_poll_max_interval=5
+    )
+    async with UpstreamClient(config) as client:
+        watch = ExecutionWatch(client, config, fingerprint=str, wait=record)
+        events = [e async for e in watch.watch(EXECUTION_ID, Credentials())]
+
+    assert [e.execution.record.status for e in events if e.execution] == [
+        "queued",
+        "running",
+        "completed",
+    ]
+    # After a change 1 s; doubling while nothing changes, up to 5 s; 1 s again after one.
+    assert waits == [1, 2, 4, 5, 1]
+
+
+@pytest.mark.anyio
+async def test_a_nudge_during_a_poll_is_not_lost(stepped: tuple[str, SteppedUpstream]) -> None:
+    url, upstream = stepped
+    upstream.script(
+        EXECUTION_ID, step("running"), step("running", held=True), step("pending_cancel")
+    )
+
+    # Ten minutes between polls: only the nudges can bring the polls forward.
+    async with watch_of(
+        url, subscription_poll_interval=600, subscription_poll_max_interval=600
+    ) as watch:
+        events = watch.watch(EXECUTION_ID, Credentials())
+        first = await anext(events)
+        watch.nudge(EXECUTION_ID)  # a first cancel: the poll it starts is held upstream
+        await anyio.to_thread.run_sync(upstream.wait_held)
+        watch.nudge(EXECUTION_ID)  # a second one, while that poll is in flight
+        upstream.release()
+        with anyio.fail_after(30):
+            second = await anext(events)
+        await events.aclose()
+
+    assert first.execution is not None
+    assert first.execution.record.status == "running"
+    assert second.execution is not None
+    assert second.execution.record.status == "pending_cancel"
+
+
+class _BrokenUpstream:
+    async def fetch_execution(self, execution_id: str, credentials: Credentials) -> None:
+        raise RuntimeError("a bug in the gateway")
+
+
+@pytest.mark.anyio
+async def test_a_bug_while_polling_ends_the_watch_with_internal_instead_of_hanging_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = Settings(upstream_url="http://unused.invalid", **FAST_POLLS)
+    upstream = cast(UpstreamClient, _BrokenUpstream())
+    watch = ExecutionWatch(upstream, config, fingerprint=str)
+
+    with anyio.fail_after(30):
+        events = [e async for e in watch.watch(EXECUTION_ID, Credentials())]
+
+    [ended] = events
+    assert ended.error is not None
+    assert ended.error.code.value == "INTERNAL"
+    assert "a bug in the gateway" not in ended.error.message
+    assert "a bug in the gateway" in caplog.text
+    assert (watch.pollers, watch.watching) == (0, 0)
+
+
+@pytest.mark.anyio
+async def test_one_caller_may_hold_only_so_many_subscriptions_however_many_connections(
+    stepped: tuple[str, SteppedUpstream],
+) -> None:
+    url, upstream = stepped
+    upstream.script(EXECUTION_ID, step("running"))
+    alice, bob = (Credentials((("authorization", f"Bearer {k}"),)) for k in ("a", "b"))
+
+    async with watch_of(url, max_subscriptions_per_credential=2) as watch:
+        held = [watch.watch(EXECUTION_ID, alice) for _ in range(2)]
+        for events in held:
+            assert (await anext(events)).execution is not None
+        with pytest.raises(TooManySubscriptions):
+            await anext(watch.watch(EXECUTION_ID, alice))
+        others = watch.watch(EXECUTION_ID, bob)
+        assert (await anext(others)).execution is not None
+        for events in [*held, others]:
+            await events.aclose()
+        assert watch.watching == 0
