@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
@@ -42,10 +42,17 @@ from gateway.upstream import UpstreamClient
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, tracing: Tracing | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    tracing: Tracing | None = None,
+    samples: Callable[[], Mapping[str, str]] | None = None,
+) -> FastAPI:
     """The gateway for ``settings``; its lifespan opens and closes the upstream client.
 
     ``tracing`` defaults to what the ``OTEL_*`` variables configure (nothing when unset).
+    ``samples``, when given, is asked for the explorer's samples on every request instead of
+    ``settings.explorer_samples`` (``serve --demo`` offers fresh runs of the live trees so).
     """
     if settings.upstream_url is None:
         raise ValueError(
@@ -126,7 +133,7 @@ def create_app(settings: Settings, *, tracing: Tracing | None = None) -> FastAPI
     app.include_router(rest.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(create_explorer_router())
+    app.include_router(create_explorer_router(samples))
     return app
 
 

@@ -21,7 +21,7 @@ import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -33,7 +33,13 @@ from gateway.access_log import configure_logging
 from gateway.app import create_app
 from gateway.demo.data import SAMPLES
 from gateway.demo.faults import ALL_KINDS, FaultConfig, parse_kinds
-from gateway.demo.upstream import DemoOptions, create_demo_app, create_faulty_demo_app
+from gateway.demo.upstream import (
+    Demo,
+    DemoOptions,
+    create_demo_app,
+    create_faulty_demo_app,
+    demo_app,
+)
 from gateway.graphiql import SAMPLE_QUERY
 from gateway.metrics import MULTIPROC_DIR_VARIABLE
 from gateway.schema import build_schema
@@ -54,17 +60,19 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _start_demo_in_thread() -> str:
-    """Serve the demo upstream on a free loopback port in a daemon thread; return its URL."""
+def _start_demo_in_thread() -> tuple[str, Demo]:
+    """Serve the demo upstream on a free loopback port in a daemon thread; return its URL
+    and the demo itself, whose fresh live runs the explorer can offer."""
     sock = listening_socket("127.0.0.1", 0)
+    demo = Demo()
     # No log config of its own: the gateway's server configures logging for the process.
-    config = uvicorn.Config(create_demo_app(), log_config=None, access_log=False, lifespan="off")
+    config = uvicorn.Config(demo_app(demo), log_config=None, access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", demo
 
 
-def _print_demo_banner(gateway_url: str, upstream_url: str) -> None:
+def _print_demo_banner(gateway_url: str, upstream_url: str, *, fresh_samples: bool) -> None:
     samples = SAMPLES
     lines = [
         f"Demo upstream (a Polos look-alike) at {upstream_url}",
@@ -74,6 +82,8 @@ def _print_demo_banner(gateway_url: str, upstream_url: str) -> None:
         SAMPLE_QUERY,
         f"REST, as the orchestrator serves it: {gateway_url}/api/v1/executions/<id>",
     ]
+    if fresh_samples:
+        lines.append(f"Explorer at {gateway_url}/explorer - each load offers unstarted live runs")
     print("\n".join(lines), flush=True)
 
 
@@ -117,13 +127,18 @@ def _serve(args: argparse.Namespace) -> int:
         print("polos-gateway: invalid settings:\n" + "\n".join(problems), file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    live_samples: Callable[[], Mapping[str, str]] | None = None
     if args.demo or settings.upstream_url is None:
         if not args.demo:
             logging.getLogger("gateway").warning(
                 "no upstream configured (POLOS_GATEWAY_UPSTREAM_URL): serving the DEMO data"
             )
-        upstream_url = _start_demo_in_thread()
-        # The explorer lists the demo's samples unless samples of its own were configured.
+        upstream_url, demo = _start_demo_in_thread()
+        # The explorer lists the demo's samples unless samples of its own were configured: with
+        # one process, asked afresh on each load (new runs of the live trees); workers are other
+        # processes, where the demo's state is out of reach, so they list the seeded ids.
+        if not settings.explorer_samples and settings.workers == 1:
+            live_samples = demo.samples
         samples = settings.explorer_samples or dict(SAMPLES)
         settings = settings.model_copy(
             update={"upstream_url": upstream_url, "explorer_samples": samples}
@@ -131,11 +146,15 @@ def _serve(args: argparse.Namespace) -> int:
         if not settings.cors_origins:
             origins = own_origins(settings.host, settings.port)
             settings = settings.model_copy(update={"cors_origins": origins})
-        _print_demo_banner(f"http://{settings.host}:{settings.port}", upstream_url)
+        _print_demo_banner(
+            f"http://{settings.host}:{settings.port}",
+            upstream_url,
+            fresh_samples=live_samples is not None,
+        )
     if settings.workers == 1:
         signal.signal(signal.SIGTERM, _exit_after_stopping)
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, samples=live_samples),
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,

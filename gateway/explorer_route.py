@@ -2,8 +2,14 @@
 
 The page, its script, its style sheet and the vendored ``graphql-ws`` client live in
 ``gateway/explorer/`` and ship with the package; they are read once when the router is built.
-The samples the page offers come from the ``explorer_samples`` setting, served as JSON so the
-HTML stays static (no data is ever written into it).
+The samples the page offers come from the ``explorer_samples`` setting, or from a provider asked
+on every request when one is given (``serve --demo`` offers fresh runs of its live trees so),
+served as JSON so the HTML stays static (no data is ever written into it).
+
+Usage::
+
+    app.include_router(create_explorer_router())                # the setting's samples
+    app.include_router(create_explorer_router(demo.samples))    # asked afresh on each load
 
 Every answer here carries a strict Content-Security-Policy: scripts, styles, fetches and the
 WebSocket only from the page's own origin, no inline script, no frames. The page renders all
@@ -13,6 +19,7 @@ upstream text with ``textContent``; the policy is the second line of defence.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -73,8 +80,14 @@ def _answer(request: Request, asset: Asset) -> Response:
     return Response(asset.body, media_type=asset.media_type, headers=headers)
 
 
-def create_explorer_router() -> APIRouter:
-    """The routes of the explorer: the page, its assets and its samples."""
+def create_explorer_router(
+    samples: Callable[[], Mapping[str, str]] | None = None,
+) -> APIRouter:
+    """The routes of the explorer: the page, its assets and its samples.
+
+    ``samples`` (label to execution id, in order) is asked on every request for them; without
+    it they are the ``explorer_samples`` setting.
+    """
     page = _load(PAGE, "text/html; charset=utf-8")
     assets = {name: _load(name, media_type) for name, media_type in ASSET_TYPES.items()}
     router = APIRouter(tags=["explorer"], include_in_schema=False)
@@ -86,9 +99,9 @@ def create_explorer_router() -> APIRouter:
 
     @router.get("/explorer/samples.json")
     async def explorer_samples(request: Request) -> Response:
-        """The configured samples, in their order: ``{"samples": [{"label", "id"}]}``."""
-        samples = settings_of(request).explorer_samples
-        body = {"samples": [{"label": label, "id": id_} for label, id_ in samples.items()]}
+        """The samples, in their order: ``{"samples": [{"label", "id"}]}``."""
+        offered = settings_of(request).explorer_samples if samples is None else samples()
+        body = {"samples": [{"label": label, "id": id_} for label, id_ in offered.items()]}
         return JSONResponse(body, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
 
     @router.get("/explorer/{name}")

@@ -1,4 +1,5 @@
-"""The demo upstream's live trees and its cancel endpoint, over real HTTP on loopback.
+"""The demo upstream's live trees, their fresh runs and its cancel endpoint, over real HTTP on
+loopback.
 
 Every demo here runs on a fake clock the test moves: the statuses are worked out when a record
 is served, so no test sleeps or measures time. A live tree's clock starts at its first read;
@@ -16,9 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.demo.data import SAMPLES, demo_id
+from gateway.demo.data import LIVE_TEMPLATES, LONG_JOB_SECONDS, SAMPLES, demo_id, run_name
 from gateway.demo.faults import FaultConfig, FaultKind
-from gateway.demo.upstream import DemoOptions, create_demo_app, create_faulty_demo_app
+from gateway.demo.upstream import (
+    Demo,
+    DemoOptions,
+    create_demo_app,
+    create_faulty_demo_app,
+    demo_app,
+)
 from tests.conftest import API_KEY, AUTH_HEADERS
 from tests.servers import serve
 
@@ -43,6 +50,11 @@ AGENT_TREE = (
     "live/agent/itinerary/llm",
 )
 BACKFILL_BATCHES = tuple(f"live/backfill/batch-{index}" for index in range(4))
+# The label of each live sample, by its template.
+LIVE_LABELS = {
+    template: next(label for label, id_ in SAMPLES.items() if id_ == demo_id(template))
+    for template in LIVE_TEMPLATES
+}
 
 
 class FakeClock:
@@ -94,6 +106,22 @@ def start_demo(clock: FakeClock) -> Iterator[StartDemo]:
 def demo(start_demo: StartDemo) -> httpx.Client:
     """An open demo upstream on the fake clock."""
     return start_demo()
+
+
+StartRuns = Callable[..., tuple[Demo, httpx.Client]]
+
+
+@pytest.fixture
+def start_runs(clock: FakeClock) -> Iterator[StartRuns]:
+    """Start a ``Demo`` on ``clock`` (its keyword arguments given); returns it and a client."""
+    with ExitStack() as stack:
+
+        def start(**limits: Any) -> tuple[Demo, httpx.Client]:
+            runs = Demo(DemoOptions(clock=clock), **limits)
+            url = stack.enter_context(serve(demo_app(runs), lifespan="off"))
+            return runs, stack.enter_context(httpx.Client(base_url=url, timeout=30))
+
+        yield start
 
 
 def read(client: httpx.Client, name: str, **headers: str) -> dict[str, Any]:
@@ -248,6 +276,170 @@ def test_every_live_sample_changes_status_within_three_seconds_of_its_first_read
 
     assert demo_id(name) in SAMPLES.values()
     assert (first, status(demo, name)) == ("queued", "running")
+
+
+# --- fresh runs ---------------------------------------------------------------------------
+
+
+def run_id(template: str, run: int, below: str = "") -> str:
+    return demo_id(run_name(template, run) + below)
+
+
+def read_id(client: httpx.Client, execution_id: str) -> httpx.Response:
+    return client.get(f"/api/v1/executions/{execution_id}")
+
+
+def test_the_samples_offer_the_seeded_runs_for_as_long_as_nobody_opens_them(
+    start_runs: StartRuns, clock: FakeClock
+) -> None:
+    runs, client = start_runs()
+
+    first = runs.samples()
+    read(client, "research")  # not a live tree: starts nothing
+    clock.set(3600)
+
+    assert first == SAMPLES
+    assert list(first) == list(SAMPLES)
+    assert runs.samples() == SAMPLES
+
+
+def test_once_the_offered_run_was_read_the_samples_offer_a_fresh_one_that_has_not_started(
+    start_runs: StartRuns, clock: FakeClock
+) -> None:
+    runs, client = start_runs()
+    read(client, "live/agent")
+    clock.set(5)
+    offered = runs.samples()
+    again = runs.samples()  # the fresh run is unread, so it is still the one on offer
+    clock.set(20)
+    fresh = read_id(client, offered[LIVE_LABELS["live/agent"]]).json()
+    fresh_plan = read_id(client, run_id("live/agent", 1, "/plan")).json()
+    seeded = read(client, "live/agent")
+    clock.set(40)
+    seeded_later, fresh_later = read(client, "live/agent"), read_id(client, fresh["id"]).json()
+
+    assert offered[LIVE_LABELS["live/agent"]] == run_id("live/agent", 1) != demo_id("live/agent")
+    assert again == offered
+    assert {label: offered[label] for label in SAMPLES if label != LIVE_LABELS["live/agent"]} == {
+        label: id_ for label, id_ in SAMPLES.items() if label != LIVE_LABELS["live/agent"]
+    }
+    assert (fresh["workflow_id"], fresh["status"], fresh["created_at"]) == (
+        "trip_planner_agent",
+        "queued",
+        at(20),
+    )
+    assert (fresh["started_at"], fresh["parent_execution_id"]) == (None, None)
+    assert (fresh_plan["parent_execution_id"], fresh_plan["root_execution_id"]) == (
+        fresh["id"],
+    ) * 2
+    assert (seeded["status"], seeded["created_at"]) == ("running", at(0))
+    assert (seeded_later["status"], seeded_later["completed_at"]) == ("completed", at(40))
+    assert fresh_later["status"] == "running"
+    assert runs.samples()[LIVE_LABELS["live/agent"]] == run_id("live/agent", 2)
+
+
+def test_the_seeded_runs_keep_their_ids_and_samples_whatever_runs_follow(
+    start_runs: StartRuns, clock: FakeClock
+) -> None:
+    printed = dict(SAMPLES)
+    runs, client = start_runs()
+    for template in LIVE_TEMPLATES:
+        read(client, template)
+    offered = runs.samples()
+    clock.set(3600)
+    runs.samples()
+
+    assert printed == SAMPLES
+    # The ids printed and documented before fresh runs existed.
+    assert [SAMPLES[LIVE_LABELS[template]] for template in LIVE_TEMPLATES] == [
+        "e9eb2b5c-7134-5f58-a6e1-55bb2052518a",
+        "603eb812-f332-506e-86dc-eb9b448b52ca",
+        "13c54841-322d-567f-9948-80c4c83ddbd4",
+    ]
+    assert list(offered) == list(SAMPLES)
+    assert [offered[LIVE_LABELS[template]] for template in LIVE_TEMPLATES] == [
+        run_id(template, 1) for template in LIVE_TEMPLATES
+    ]
+    assert {name: status(client, name) for name in AGENT_TREE} == dict.fromkeys(
+        AGENT_TREE, "completed"
+    )
+    assert status(client, "live/backfill/batch-3") == "completed"
+
+
+def test_a_finished_run_is_dropped_after_the_retention_and_then_answers_404(
+    start_runs: StartRuns, clock: FakeClock
+) -> None:
+    runs, client = start_runs(keep_finished_seconds=600)
+    read(client, "live/agent")
+    first_fresh = runs.samples()[LIVE_LABELS["live/agent"]]
+    read_id(client, first_fresh)  # starts it at 0: it completes at 40
+    fresh_tree = [run_id("live/agent", 1, below) for below in ("", "/plan", "/itinerary/llm")]
+    clock.set(639)
+    runs.samples()
+    kept = [read_id(client, execution_id).status_code for execution_id in fresh_tree]
+    clock.set(641)
+    runs.samples()
+    dropped = [read_id(client, execution_id) for execution_id in fresh_tree]
+    cancel_of_dropped = client.post(f"/api/v1/executions/{first_fresh}/cancel")
+
+    assert kept == [200, 200, 200]
+    assert [(answer.status_code, answer.content) for answer in dropped] == [(404, b"")] * 3
+    assert cancel_of_dropped.status_code == 404
+    assert status(client, "live/agent") == "completed"  # run 0 is never dropped
+    assert read_id(client, run_id("live/agent", 2)).json()["status"] == "queued"
+
+
+def test_the_runs_kept_per_template_stay_within_the_cap_dropping_the_oldest_finished(
+    start_runs: StartRuns, clock: FakeClock
+) -> None:
+    runs, client = start_runs(max_runs=3)
+    offered = []
+    for step in range(6):
+        clock.set(step * 100)  # each run offered is read, and finished by the next step
+        offered.append(runs.samples()[LIVE_LABELS["live/agent"]])
+        read_id(client, offered[-1])
+    kept = [read_id(client, execution_id).status_code for execution_id in offered]
+
+    assert offered == [run_id("live/agent", run) for run in range(6)]
+    assert kept == [200, 404, 404, 404, 200, 200]
+
+
+def test_at_the_cap_with_every_kept_run_still_going_the_newest_is_offered_again(
+    start_runs: StartRuns, clock: FakeClock
+) -> None:
+    runs, client = start_runs(max_runs=2)
+    label = LIVE_LABELS["live/backfill"]
+    read(client, "live/backfill")
+    fresh = runs.samples()[label]
+    read_id(client, fresh)
+    clock.set(60)
+    while_running = runs.samples()[label]
+    clock.set(LONG_JOB_SECONDS)
+    once_finished = runs.samples()[label]
+
+    assert while_running == fresh == run_id("live/backfill", 1)
+    assert once_finished == run_id("live/backfill", 2)
+    assert read_id(client, fresh).status_code == 404
+    assert status(client, "live/backfill") == "completed"
+
+
+def test_a_cancel_of_the_offered_run_counts_as_starting_it(
+    start_runs: StartRuns, clock: FakeClock
+) -> None:
+    runs, client = start_runs()
+    answer = cancel(client, "live/backfill")
+    clock.set(1)
+    offered = runs.samples()
+
+    assert answer.status_code == 200
+    assert offered[LIVE_LABELS["live/backfill"]] == run_id("live/backfill", 1)
+    assert offered[LIVE_LABELS["live/agent"]] == demo_id("live/agent")
+    assert status(client, "live/backfill") == "pending_cancel"
+
+
+def test_a_demo_keeps_at_least_one_fresh_run_besides_the_seeded_one() -> None:
+    with pytest.raises(ValueError, match="max_runs"):
+        Demo(max_runs=1)
 
 
 # --- cancel -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -11,12 +12,13 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from gateway.demo.data import SAMPLES
+from gateway.app import create_app
+from gateway.demo.data import SAMPLES, demo_id, run_name
 from gateway.explorer_route import ASSET_TYPES
 from gateway.settings import Settings
 from tests.conftest import StartGateway
 from tests.processes import free_port, running
-from tests.servers import Recorder
+from tests.servers import Recorder, serve
 
 EXPLORER_DIR = Path(__file__).parent.parent / "gateway" / "explorer"
 A_SAMPLE = "e8c272a1-6dfa-5855-91e4-df68c681d226"
@@ -212,3 +214,77 @@ def test_serve_demo_lists_the_demo_samples_on_the_page() -> None:
 
     assert body["samples"] == [{"label": label, "id": id_} for label, id_ in SAMPLES.items()]
     assert page.status_code == 200
+
+
+def test_a_samples_provider_given_to_the_app_is_asked_on_every_request(
+    upstream: tuple[str, Recorder],
+) -> None:
+    answers: Iterator[dict[str, str]] = iter(
+        [{"first": A_SAMPLE}, {"second": SAMPLES["a parent loop"], "third": A_SAMPLE}]
+    )
+    settings = Settings(upstream_url=upstream[0], explorer_samples={"the setting": A_SAMPLE})
+    app = create_app(settings, samples=lambda: next(answers))
+
+    with serve(app) as url, httpx.Client(base_url=url) as client:
+        first = client.get("/explorer/samples.json")
+        second = client.get("/explorer/samples.json")
+
+    assert first.json() == {"samples": [{"label": "first", "id": A_SAMPLE}]}
+    assert second.json() == {
+        "samples": [
+            {"label": "second", "id": SAMPLES["a parent loop"]},
+            {"label": "third", "id": A_SAMPLE},
+        ]
+    }
+    assert second.headers["cache-control"] == "no-store"
+    _assert_locked_down(second)
+
+
+def _offered(base: str) -> dict[str, str]:
+    samples = httpx.get(f"{base}/explorer/samples.json").json()["samples"]
+    return {sample["label"]: sample["id"] for sample in samples}
+
+
+AGENT_LABEL = next(label for label, id_ in SAMPLES.items() if id_ == demo_id("live/agent"))
+
+
+def test_serve_demo_offers_a_fresh_live_agent_run_once_the_offered_one_was_read() -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with running("serve", "--demo", "--port", str(port), port=port) as lines:
+        first = _offered(base)
+        first_read = httpx.get(f"{base}/api/v1/executions/{first[AGENT_LABEL]}")
+        second = _offered(base)
+        fresh_read = httpx.get(f"{base}/api/v1/executions/{second[AGENT_LABEL]}")
+
+    assert first == SAMPLES
+    assert first_read.json()["status"] == "queued"  # a tree's first read starts its clock
+    assert second[AGENT_LABEL] == demo_id(run_name("live/agent", 1)) != first[AGENT_LABEL]
+    assert list(second) == list(SAMPLES)
+    assert fresh_read.json()["status"] == "queued"
+    assert any("each load offers unstarted live runs" in line for line in lines)
+
+
+def test_serve_demo_lists_the_operators_samples_as_they_are_when_configured() -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    theirs = {"ours": demo_id("live/agent")}
+    env = {"POLOS_GATEWAY_EXPLORER_SAMPLES": json.dumps(theirs)}
+    with running("serve", "--demo", "--port", str(port), port=port, env=env) as lines:
+        httpx.get(f"{base}/api/v1/executions/{demo_id('live/agent')}")
+        offered = _offered(base)
+
+    assert offered == theirs
+    assert not any("each load offers" in line for line in lines)
+
+
+def test_serve_demo_with_several_workers_lists_the_seeded_samples() -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = ("serve", "--demo", "--port", str(port), "--workers", "2")
+    with running(*args, port=port, workers=2):
+        httpx.get(f"{base}/api/v1/executions/{demo_id('live/agent')}")
+        offered = [_offered(base) for _ in range(4)]
+
+    # The workers are other processes than the demo's: its fresh runs are out of their reach.
+    assert offered == [SAMPLES] * 4

@@ -5,11 +5,20 @@ status the orchestrator writes (and one it might add later), fan-out, a long cha
 every JSON kind, and the broken links a real database can hold: a loop and a deleted parent.
 The live trees (``live/...``) follow a timeline instead (``gateway.demo.progress``): they run
 from queued to a final status from the first time one of their executions is read.
+
+Each live tree is a template (``LIVE_TEMPLATES``) the store can build again as a fresh run under
+new ids: run 0 is the seeded one (``live/agent``, ids as in ``SAMPLES``), run ``n`` is named
+``live/agent~n`` with its children below that prefix (``live/agent~n/plan``)::
+
+    store = seed()
+    root_id = store.add_run("live/agent", 1)   # demo_id("live/agent~1")
+    store.remove(store.tree(root_id))          # its ids are unknown again
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -97,6 +106,31 @@ class DemoStore:
         execution_id = self.add(name, workflow_id, changes[-1].status, **fields)
         self.timelines[execution_id] = Timeline(changes)
         return execution_id
+
+    def add_run(self, template: str, run: int) -> str:
+        """Build run ``run`` of the live tree ``template``; the id of its root."""
+        root_name = run_name(template, run)
+        LIVE_TEMPLATES[template](self, root_name)
+        return demo_id(root_name)
+
+    def tree(self, root_id: str) -> tuple[str, ...]:
+        """The ids of the tree rooted at ``root_id``, the root first (if the store holds it)."""
+        # Every execution below a root carries its id, as the orchestrator writes it.
+        below = (
+            i for i, record in self.executions.items() if record["root_execution_id"] == root_id
+        )
+        return (root_id, *below) if root_id in self.executions else tuple(below)
+
+    def remove(self, execution_ids: Iterable[str]) -> None:
+        """Forget these executions: from now on they are unknown ids."""
+        for execution_id in execution_ids:
+            self.executions.pop(execution_id, None)
+            self.timelines.pop(execution_id, None)
+
+
+def run_name(template: str, run: int) -> str:
+    """The name of the root of run ``run`` of a live tree; run 0 is the template's own name."""
+    return template if run == 0 else f"{template}~{run}"
 
 
 def _research_report(store: DemoStore) -> None:
@@ -415,10 +449,10 @@ def _broken_links(store: DemoStore) -> None:
     del store.executions[demo_id("orphan/parent")]
 
 
-def _live_agent_run(store: DemoStore) -> None:
+def _live_agent_run(store: DemoStore, root: str) -> None:
     """Live, completed at 40 s: a planner, a search that retries once, a writer that waits."""
     store.add_live(
-        "live/agent",
+        root,
         "trip_planner_agent",
         Change(0, "queued"),
         Change(2, "claimed"),
@@ -430,19 +464,19 @@ def _live_agent_run(store: DemoStore) -> None:
         session_id="sess-live-1",
     )
     store.add_live(
-        "live/agent/plan",
+        f"{root}/plan",
         "planner_agent",
         Change(0, "queued"),
         Change(4, "claimed"),
         Change(5, "running"),
         Change(10, "completed"),
-        parent="live/agent",
+        parent=root,
         payload={"goal": "flights, then an itinerary"},
         result=["search_flights", "write_itinerary"],
         step_key="plan",
     )
     store.add_live(
-        "live/agent/flights",
+        f"{root}/flights",
         "search_flights",
         Change(0, "queued"),
         Change(10, "claimed"),
@@ -451,14 +485,14 @@ def _live_agent_run(store: DemoStore) -> None:
         Change(17, "claimed", retry_count=1),
         Change(18, "running", retry_count=1),
         Change(24, "completed", retry_count=1),
-        parent="live/agent",
+        parent=root,
         payload={"from": "BER", "to": "LIS", "month": 5},
         result={"cheapest_eur": 142, "options": 9},
         step_key="search_flights",
         concurrency_key="flight_api",
     )
     store.add_live(
-        "live/agent/itinerary",
+        f"{root}/itinerary",
         "writer_agent",
         Change(0, "queued"),
         Change(24, "claimed"),
@@ -466,28 +500,28 @@ def _live_agent_run(store: DemoStore) -> None:
         Change(27, "waiting"),  # on its LLM call
         Change(35, "running"),
         Change(38, "completed"),
-        parent="live/agent",
+        parent=root,
         payload={"days": 3},
         result="Day 1: Alfama and the castle ...",
         step_key="write_itinerary",
     )
     store.add_live(
-        "live/agent/itinerary/llm",
+        f"{root}/itinerary/llm",
         "llm_call",
         Change(0, "queued"),
         Change(27, "claimed"),
         Change(28, "running"),
         Change(34, "completed"),
-        parent="live/agent/itinerary",
+        parent=f"{root}/itinerary",
         payload={"model": "gpt-4.1", "messages": 3},
         result={"tokens": 1840},
     )
 
 
-def _live_failing_import(store: DemoStore) -> None:
+def _live_failing_import(store: DemoStore, root: str) -> None:
     """Live, failed at 31 s: its parse step fails all three attempts."""
     store.add_live(
-        "live/import",
+        root,
         "invoice_import",
         Change(0, "queued"),
         Change(2, "claimed"),
@@ -497,18 +531,18 @@ def _live_failing_import(store: DemoStore) -> None:
         error="step parse_invoices failed after 3 attempts",
     )
     store.add_live(
-        "live/import/fetch",
+        f"{root}/fetch",
         "fetch_invoices",
         Change(0, "queued"),
         Change(4, "claimed"),
         Change(5, "running"),
         Change(10, "completed"),
-        parent="live/import",
+        parent=root,
         payload={"since": "2026-11-01"},
         result={"invoices": 214},
     )
     store.add_live(
-        "live/import/parse",
+        f"{root}/parse",
         "parse_invoices",
         Change(0, "queued"),
         Change(10, "claimed"),
@@ -520,16 +554,16 @@ def _live_failing_import(store: DemoStore) -> None:
         Change(24, "claimed", retry_count=2),
         Change(25, "running", retry_count=2),
         Change(29, "failed", retry_count=2),
-        parent="live/import",
+        parent=root,
         payload={"invoices": 214},
         error="invoice INV-2291: the total does not match its lines",
     )
 
 
-def _live_long_job(store: DemoStore) -> None:
+def _live_long_job(store: DemoStore, root: str) -> None:
     """Live, completed at LONG_JOB_SECONDS unless cancelled (what it is for): batch after batch."""
     store.add_live(
-        "live/backfill",
+        root,
         "embedding_backfill",
         Change(0, "queued"),
         Change(2, "claimed"),
@@ -540,13 +574,13 @@ def _live_long_job(store: DemoStore) -> None:
         run_timeout_seconds=3600,
     )
     store.add_live(
-        "live/backfill/count",
+        f"{root}/count",
         "count_documents",
         Change(0, "queued"),
         Change(3, "claimed"),
         Change(4, "running"),
         Change(8, "completed"),
-        parent="live/backfill",
+        parent=root,
         payload={"collection": "support_articles"},
         result={"documents": 50000},
     )
@@ -554,19 +588,26 @@ def _live_long_job(store: DemoStore) -> None:
     for index in range(BACKFILL_BATCHES):
         claimed = 8 + index * batch_seconds
         store.add_live(
-            f"live/backfill/batch-{index}",
+            f"{root}/batch-{index}",
             "embed_batch",
             Change(0, "queued"),
             Change(claimed, "claimed"),
             Change(claimed + 1, "running"),
             Change(claimed + batch_seconds, "completed"),
-            parent="live/backfill",
+            parent=root,
             payload={"batch": index, "size": 50000 // BACKFILL_BATCHES},
             result={"embedded": 50000 // BACKFILL_BATCHES},
             step_key=f"batch_{index}",
             queue_name="embeddings",
         )
 
+
+# The live trees by the name of their run 0's root; each builds a run under the root it is given.
+LIVE_TEMPLATES: dict[str, Callable[[DemoStore, str], None]] = {
+    "live/agent": _live_agent_run,
+    "live/import": _live_failing_import,
+    "live/backfill": _live_long_job,
+}
 
 # The ids `serve --demo` prints, with what each shows; a live tree starts when first read.
 SAMPLES = {
@@ -595,9 +636,8 @@ def seed() -> DemoStore:
         _fanout,
         _chain,
         _broken_links,
-        _live_agent_run,
-        _live_failing_import,
-        _live_long_job,
     ):
         build(store)
+    for template in LIVE_TEMPLATES:
+        store.add_run(template, 0)
     return store

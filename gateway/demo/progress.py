@@ -27,11 +27,17 @@ Usage::
     progress = Progress(store.executions, store.timelines, clock=time.time, confirm_after=3.0)
     progress.read(execution_id)    # the record as of now, None if unknown
     progress.cancel(execution_id)  # a CancelOutcome, None if unknown
+    progress.started(root_id)      # whether that tree's clock runs (it was read or cancelled)
+    progress.settled(ids, moment)  # whether all of ``ids`` were final by ``moment``
+    progress.forget(ids)           # drop what it knows of executions removed from the store
+
+A ``Progress`` is not thread-safe: whoever shares it between threads holds one lock around
+each call, and around any change to the mappings it reads (``gateway.demo.upstream.Demo``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -122,13 +128,13 @@ class Progress:
         """The execution as of now; reading a live one starts its tree's clock."""
         if execution_id not in self._executions:
             return None
-        return self._view(execution_id, self._now())
+        return self._view(execution_id, self.now())
 
     def cancel(self, execution_id: str) -> CancelOutcome | None:
         """Cancel the execution and its unfinished descendants, if its status allows it."""
         if execution_id not in self._executions:
             return None
-        now = self._now()
+        now = self.now()
         current = self._view(execution_id, now)
         if current["status"] not in CANCELLABLE:
             return CancelOutcome(accepted=False, record=current)
@@ -138,10 +144,39 @@ class Progress:
         self._cancelled[execution_id] = now
         return CancelOutcome(accepted=True, record=self._view(execution_id, now))
 
-    def _now(self) -> float:
+    def now(self) -> float:
+        """The clock, never earlier than any time it gave before."""
         # A wall clock can step back; the statuses must not, or a final one could change.
         self._latest = max(self._latest, self._clock())
         return self._latest
+
+    def started(self, tree_id: str) -> bool:
+        """Whether the live tree rooted at ``tree_id`` runs: one of its executions was read or
+        cancelled (a cancel reads it first)."""
+        return tree_id in self._tree_started
+
+    def settled(self, execution_ids: Collection[str], moment: float) -> bool:
+        """Whether every one of ``execution_ids`` was final by ``moment`` (no later than now).
+
+        A live execution whose tree has not started is not final, and asking does not start it.
+        A cancel asked for after ``moment`` makes its execution count as not final then: the
+        answer may be late, never early, which is what deciding to drop a run needs.
+        """
+        for execution_id in execution_ids:
+            record = self._executions[execution_id]
+            if execution_id in self._timelines:
+                started = self._tree_started.get(record["root_execution_id"] or execution_id)
+                if started is None or started > moment:
+                    return False
+            if self._view(execution_id, moment)["status"] not in FINAL:
+                return False
+        return True
+
+    def forget(self, execution_ids: Iterable[str]) -> None:
+        """Drop the starts and cancels of executions the store no longer holds."""
+        for execution_id in execution_ids:
+            self._tree_started.pop(execution_id, None)
+            self._cancelled.pop(execution_id, None)
 
     def _view(self, execution_id: str, now: float) -> Record:
         record = self._executions[execution_id]
