@@ -34,6 +34,7 @@ from gateway.hot_routes import HotRoutes
 from gateway.persisted_queries import open_persisted_queries
 from gateway.redis_cache import RedisCache, TieredCache
 from gateway.request_id import HEADER, RequestIdMiddleware
+from gateway.response_cache import ResponseCache
 from gateway.settings import Settings
 from gateway.subscriptions import ExecutionWatch
 from gateway.tracing import Tracing
@@ -82,6 +83,7 @@ def create_app(
             )
             watch = ExecutionWatch(upstream, settings, fingerprint=fetcher.fingerprint)
             app.state.services = Services(upstream, fetcher, watch)
+            app.state.responses = ResponseCache.from_settings(settings)
             try:
                 yield
             finally:

@@ -78,8 +78,14 @@ class MemoryCache:
         max_entries: int,
         max_bytes: int,
         clock: Callable[[], float] = time.monotonic,
+        backend: str = "memory",
     ) -> None:
         self.max_entries = max_entries
+        self._hit, self._missed, self._evicted = (
+            CACHE_HITS.labels(backend),
+            CACHE_MISSES.labels(backend),
+            CACHE_EVICTIONS.labels(backend),
+        )
         self.max_bytes = max_bytes
         self._clock = clock
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
@@ -102,12 +108,12 @@ class MemoryCache:
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        CACHE_HITS.labels("memory").inc()
+        self._hit.inc()
         return entry.answer
 
     def _miss(self) -> None:
         self.misses += 1
-        CACHE_MISSES.labels("memory").inc()
+        self._missed.inc()
 
     async def put(self, key: CacheKey, answer: CachedAnswer, ttl: float) -> None:
         size = answer.size + ENTRY_OVERHEAD
@@ -121,7 +127,7 @@ class MemoryCache:
             oldest = next(iter(self._entries))
             self._remove(oldest)
             self.evictions += 1
-            CACHE_EVICTIONS.labels("memory").inc()
+            self._evicted.inc()
 
     async def forget(self, key: CacheKey) -> None:
         # A scan, but only a mutation calls this, and the cache is bounded.

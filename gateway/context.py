@@ -59,6 +59,7 @@ class Context(BaseContext):
         self._new_loader = None if isinstance(loader, ExecutionLoader) else loader
         self.subscriptions = 0  # held open on this connection
         self.initialised = False  # a WebSocket's connection_init was taken
+        self.ran_query = False  # the operation that ran was a query (not a mutation)
 
     @property
     def loader(self) -> ExecutionLoader:

@@ -50,9 +50,10 @@ from gateway.dependencies import new_loader, request_credentials, request_id_of,
 from gateway.errors import ErrorCode
 from gateway.graphiql import graphiql_page
 from gateway.loaders import ExecutionLoader
-from gateway.metrics import GRAPHQL_OPERATIONS
+from gateway.metrics import GRAPHQL_OPERATIONS, OPERATION_NAMES
 from gateway.persisted_queries import PersistedQueries, PersistedQueryError
 from gateway.request_stats import SCOPE_KEY, RequestStats
+from gateway.response_cache import ResponseCache
 from gateway.schema import build_schema
 from gateway.settings import Settings
 
@@ -186,16 +187,43 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
         root_value: None,
         sub_response: Response,
     ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
-        if isinstance(request_data, GraphQLRequestData):
-            store: PersistedQueries = request.app.state.persisted_queries
-            await store.resolve(request_data)
-            if request_data.protocol != "http":
-                # Streamed HTTP (multipart, server-sent events): subscriptions have the
-                # WebSocket, where the caps and the origin check apply.
-                raise HTTPException(400, SUBSCRIPTIONS_OVER_WEBSOCKET)
-        return await super().execute_operation(
+        if not isinstance(request_data, GraphQLRequestData):
+            return await super().execute_operation(
+                request, request_adapter, request_data, context, root_value, sub_response
+            )
+        store: PersistedQueries = request.app.state.persisted_queries
+        await store.resolve(request_data)
+        if request_data.protocol != "http":
+            # Streamed HTTP (multipart, server-sent events): subscriptions have the
+            # WebSocket, where the caps and the origin check apply.
+            raise HTTPException(400, SUBSCRIPTIONS_OVER_WEBSOCKET)
+        responses: ResponseCache | None = request.app.state.responses
+        if responses is None or request_data.query is None:
+            return await super().execute_operation(
+                request, request_adapter, request_data, context, root_value, sub_response
+            )
+        key = responses.key(
+            context.services.fetcher.fingerprint(context.credentials),
+            request_data.query,
+            request_data.operation_name,
+            request_data.variables,
+        )
+        kept = await responses.get(key)
+        if kept is not None:
+            _count_kept_answer(request_data.operation_name, context)
+            return ExecutionResult(data=kept, errors=None)
+        result = await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
+        if (
+            isinstance(result, ExecutionResult)
+            and not result.errors
+            and result.data is not None
+            and context.ran_query
+            and context.loader.only_final
+        ):
+            await responses.put(key, result.data)
+        return result
 
     @overload
     async def run(
@@ -220,6 +248,14 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
         except PersistedQueryError as answer:
             _count_unrun(request, answer.code)
             return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
+
+def _count_kept_answer(operation_name: str | None, context: Context) -> None:
+    """A kept answer counts as its operation did, for the metric and the access log."""
+    GRAPHQL_OPERATIONS.labels(OPERATION_NAMES.label(operation_name), "ok").inc()
+    stats = context.loader.stats
+    stats.operation_name = None if operation_name is None else operation_name[:64]
+    stats.cache_hits += 1
 
 
 # The operation label of requests answered before any operation ran; operation names are

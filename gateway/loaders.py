@@ -53,6 +53,8 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
         self.stats = stats if stats is not None else RequestStats()
         # One entry per upstream round: what the tests count and the metrics report.
         self.batch_sizes: list[int] = []
+        # Did this request read only final executions? Then its answer never changes.
+        self.only_final = True
 
     @property
     def fetches(self) -> int:
@@ -66,6 +68,10 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
             self.batch_sizes.append(allowed)
             LOADER_BATCH_SIZE.observe(allowed)
         fetched = await self._fetch_by_deadline(keys[:allowed])
+        if self.only_final:
+            self.only_final = all(
+                isinstance(item, FetchedExecution) and item.record.is_terminal for item in fetched
+            )
         if allowed == len(keys):
             return fetched
         refused = QueryTooComplex(

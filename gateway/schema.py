@@ -337,6 +337,8 @@ class GatewayExtension(SchemaExtension):
             stats = context.context.loader.stats
             stats.operation_name = None if name is None else name[: OPERATION_NAMES.length]
             stats.error_codes.extend(codes)
+            if context.graphql_document is not None:
+                context.context.ran_query = context.operation_type is OperationType.QUERY
 
 
 # graphql-core appends every suggestion to its message as " Did you mean …?".

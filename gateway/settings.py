@@ -201,6 +201,16 @@ class Settings(BaseSettings):
         default=64 * 2**20, ge=0, description="Most bytes of answers the in-process cache holds."
     )
 
+    response_cache_max_entries: int = Field(
+        default=1000,
+        ge=0,
+        description="Most whole answers kept: those of queries that read only final "
+        "executions, per caller (0: none).",
+    )
+    response_cache_max_bytes: int = Field(
+        default=16 * 2**20, ge=0, description="Most bytes of whole answers kept."
+    )
+
     subscription_poll_interval: PositiveSeconds = Field(
         default=1.0,
         description="Seconds between upstream polls of a watched execution after it changed.",

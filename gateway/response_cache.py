@@ -1,0 +1,87 @@
+"""Whole answers to queries that read only final executions, kept for the same caller.
+
+A completed, failed or cancelled execution never changes, so a query whose every execution
+was final gets the same answer every time it is asked with the same credentials: a dashboard
+polling a finished tree. Such an answer is kept whole and given again without parsing,
+validating or executing anything, which is most of what a cached request costs.
+
+What is kept, and for whom:
+
+* only a query's answer (never a mutation's), only when it has no errors, and only when every
+  execution the request read was final (``ExecutionLoader.only_final``);
+* under the credential fingerprint of the caller (the execution cache's), the document, the
+  operation name and the variables: another caller, another document or other variables is
+  another entry;
+* for ``cache_final_ttl``, in a bounded LRU of its own (``response_cache_max_entries``,
+  ``response_cache_max_bytes``); nothing with the cache switched off.
+
+Usage::
+
+    responses = ResponseCache.from_settings(settings)
+    key = responses.key(fingerprint, query, operation_name, variables)
+    data = await responses.get(key)        # None: run the query, then
+    await responses.put(key, result.data)  # if it qualifies (see above)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+
+from gateway.cache import CachedAnswer, CacheKey, MemoryCache
+from gateway.settings import Settings
+
+
+class ResponseCache:
+    def __init__(self, store: MemoryCache, ttl: float) -> None:
+        self._store = store
+        self._ttl = ttl
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ResponseCache | None:
+        """The cache ``settings`` describe, or None when nothing would be kept."""
+        if (
+            not settings.cache_enabled
+            or settings.cache_final_ttl <= 0
+            or settings.response_cache_max_entries == 0
+        ):
+            return None
+        store = MemoryCache(
+            max_entries=settings.response_cache_max_entries,
+            max_bytes=settings.response_cache_max_bytes,
+            backend="response",
+        )
+        return cls(store, settings.cache_final_ttl)
+
+    @staticmethod
+    def key(
+        fingerprint: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, Any] | None,
+    ) -> CacheKey:
+        try:
+            encoded = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            encoded = repr(variables).encode()  # beyond orjson (huge integers): still exact
+        request = hashlib.sha256()
+        for part in (query.encode(), (operation_name or "").encode(), encoded):
+            request.update(len(part).to_bytes(8, "big"))
+            request.update(part)
+        return CacheKey(fingerprint, request.hexdigest())
+
+    async def get(self, key: CacheKey) -> dict[str, Any] | None:
+        kept = await self._store.get(key)
+        if kept is None:
+            return None
+        data: dict[str, Any] = orjson.loads(kept.body)
+        return data
+
+    async def put(self, key: CacheKey, data: dict[str, Any]) -> None:
+        try:
+            body = orjson.dumps(data)
+        except TypeError:
+            return  # integers beyond 64 bits in a payload: answered, not kept
+        await self._store.put(key, CachedAnswer(200, body), self._ttl)

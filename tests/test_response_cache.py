@@ -1,0 +1,139 @@
+"""Whole answers kept for queries that read only final executions, for the same caller only.
+
+Counted at the upstream and in ``/metrics`` (``cache_hits{backend="response"}``), never timed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.demo.data import demo_id
+from tests.conftest import StartGateway, graphql
+from tests.records import EXECUTION_ID, execution_body
+from tests.servers import Recorder, serve
+from tests.stepped_upstream import Step, SteppedUpstream
+from tests.test_metrics import moved, scrape
+
+COMPLETED_LEAF = demo_id("research/planner/search-0/summarise/llm")
+RUNNING = demo_id("support/resolve/refund/approval/notify")
+TREE = """query Tree($id: ID!) {
+  execution(id: $id) { id status parent { id status } root { id } ancestors { id } }
+}"""
+HITS = "polos_gateway_cache_hits_total"
+
+
+def answered_twice(
+    client: httpx.Client, query: str, variables: dict[str, Any], **headers: str
+) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """The first and the second answer, and how many whole answers the second one reused."""
+    first = graphql(client, query, variables, **headers)
+    before = scrape(client)
+    second = graphql(client, query, variables, **headers)
+    return first, second, moved(before, scrape(client), HITS, backend="response")
+
+
+def test_a_query_over_final_executions_is_answered_again_whole_without_running(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    url, recorder = upstream
+    client = start_gateway(url)
+
+    first, second, reused = answered_twice(client, TREE, {"id": COMPLETED_LEAF})
+
+    assert "errors" not in first
+    assert second == first
+    assert reused == 1
+    assert len(recorder.execution_ids()) == 5  # the leaf and its four ancestors, once
+
+
+def test_a_query_that_read_a_running_execution_is_run_again(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    client = start_gateway(upstream[0])
+
+    first, _, reused = answered_twice(client, TREE, {"id": RUNNING})
+
+    assert first["data"]["execution"]["status"] == "QUEUED"
+    assert reused == 0
+
+
+def test_an_answer_with_errors_is_never_kept(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    client = start_gateway(upstream[0])
+    unknown = "00000000-0000-4000-8000-000000000000"
+
+    first, _, reused = answered_twice(client, TREE, {"id": unknown})
+
+    assert first["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    assert reused == 0
+
+
+def test_another_caller_never_gets_an_answer_kept_for_someone_else(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    url, recorder = upstream
+    client = start_gateway(url)
+    graphql(client, TREE, {"id": COMPLETED_LEAF}, Authorization="Bearer sk_alice")
+    recorder.clear()
+    before = scrape(client)
+
+    graphql(client, TREE, {"id": COMPLETED_LEAF}, Authorization="Bearer sk_bob")
+
+    assert moved(before, scrape(client), HITS, backend="response") == 0
+    assert {r.headers["authorization"] for r in recorder.requests} == {"Bearer sk_bob"}
+
+
+def test_other_variables_or_another_operation_are_other_answers(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    client = start_gateway(upstream[0])
+    graphql(client, TREE, {"id": COMPLETED_LEAF})
+    before = scrape(client)
+
+    other_id = graphql(client, TREE, {"id": demo_id("research")})
+    other_document = graphql(
+        client, "query Tree($id: ID!) { execution(id: $id) { id } }", {"id": COMPLETED_LEAF}
+    )
+
+    assert other_id["data"]["execution"]["id"] == demo_id("research")
+    assert other_document["data"] == {"execution": {"id": COMPLETED_LEAF}}
+    assert moved(before, scrape(client), HITS, backend="response") == 0
+
+
+@pytest.fixture
+def stepped() -> Iterator[tuple[str, SteppedUpstream]]:
+    upstream = SteppedUpstream()
+    with serve(upstream.app, lifespan="off") as url:
+        yield url, upstream
+
+
+def test_a_mutation_is_never_answered_from_a_kept_answer(
+    stepped: tuple[str, SteppedUpstream], start_gateway: StartGateway
+) -> None:
+    url, upstream = stepped
+    # The read after the cancel finds the execution already cancelled, a final status.
+    upstream.script(EXECUTION_ID, Step(execution_body(EXECUTION_ID, status="cancelled")))
+    upstream.on_cancel(EXECUTION_ID, Step(b"{}"))
+    client = start_gateway(url)
+    cancel = "mutation($id: ID!) { cancelExecution(id: $id) { status } }"
+
+    for _ in range(2):
+        body = graphql(client, cancel, {"id": EXECUTION_ID})
+        assert body["data"]["cancelExecution"]["status"] == "CANCELLED"
+
+    assert len(upstream.cancels()) == 2
+
+
+def test_with_the_cache_off_nothing_is_kept(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    client = start_gateway(upstream[0], cache_enabled=False)
+
+    _, _, reused = answered_twice(client, TREE, {"id": COMPLETED_LEAF})
+
+    assert reused == 0
