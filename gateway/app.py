@@ -32,7 +32,7 @@ from gateway.fetcher import ExecutionFetcher
 from gateway.graphql_route import create_graphql_router
 from gateway.hot_routes import HotRoutes
 from gateway.persisted_queries import open_persisted_queries
-from gateway.redis_cache import RedisCache, TieredCache
+from gateway.redis_cache import RedisCache, TieredCache, connect_redis
 from gateway.request_id import HEADER, RequestIdMiddleware
 from gateway.response_cache import ResponseCache
 from gateway.settings import Settings
@@ -151,18 +151,7 @@ async def _open_cache(
     if settings.redis_url is None:
         yield memory, None
         return
-    try:
-        from redis.asyncio import Redis
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise RuntimeError(
-            "POLOS_GATEWAY_REDIS_URL is set but redis is not installed: "
-            "pip install 'polos-gateway[redis]'"
-        ) from exc
-    timeout = settings.redis_timeout
-    client = Redis.from_url(
-        str(settings.redis_url), socket_timeout=timeout, socket_connect_timeout=timeout
-    )
-    shared = RedisCache(client)
+    shared = RedisCache(connect_redis(str(settings.redis_url), settings.redis_timeout))
     try:
         yield TieredCache(memory, shared), shared
     finally:

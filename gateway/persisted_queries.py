@@ -52,6 +52,7 @@ from strawberry.http import GraphQLRequestData
 
 from gateway.errors import ErrorCode
 from gateway.metrics import PERSISTED_QUERIES
+from gateway.redis_cache import connect_redis
 from gateway.resilience import CircuitBreaker, Permit
 from gateway.settings import Settings
 
@@ -286,17 +287,7 @@ async def open_persisted_queries(settings: Settings) -> AsyncIterator[PersistedQ
         and settings.persisted_queries_enabled
         and settings.persisted_queries_ttl > 0
     ):
-        try:
-            from redis.asyncio import Redis
-        except ImportError as exc:  # pragma: no cover - depends on the installed extras
-            raise RuntimeError(
-                "POLOS_GATEWAY_REDIS_URL is set but redis is not installed: "
-                "pip install 'polos-gateway[redis]'"
-            ) from exc
-        timeout = settings.redis_timeout
-        redis = Redis.from_url(
-            str(settings.redis_url), socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        redis = connect_redis(str(settings.redis_url), settings.redis_timeout)
     store = PersistedQueries(
         enabled=settings.persisted_queries_enabled,
         max_entries=settings.persisted_queries_max_entries,

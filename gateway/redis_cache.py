@@ -29,6 +29,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def connect_redis(url: str, timeout: float) -> Redis:
+    """A client for ``url`` whose every command gives up after ``timeout`` seconds (it
+    connects lazily, on the first command)."""
+    try:
+        from redis.asyncio import Redis
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise RuntimeError(
+            "POLOS_GATEWAY_REDIS_URL is set but redis is not installed: "
+            "pip install 'polos-gateway[redis]'"
+        ) from exc
+    return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
 def encode_answer(answer: CachedAnswer) -> bytes:
     """``status``, then the headers as JSON, then the body, one line each but the last."""
     head = json.dumps(answer.headers, separators=(",", ":"))

@@ -14,6 +14,7 @@ from gateway.demo.data import SAMPLES
 from gateway.demo.upstream import DemoOptions, create_demo_app
 from gateway.settings import Settings
 from tests.servers import Recorder, ScriptedUpstream, serve
+from tests.stepped_upstream import SteppedUpstream
 
 API_KEY = "sk_test_demo_key"
 AUTH_HEADERS = {"Authorization": f"Bearer {API_KEY}", "X-Project-ID": "demo-project"}
@@ -57,6 +58,17 @@ def scripted() -> Iterator[tuple[str, ScriptedUpstream]]:
             yield url, upstream
         finally:
             upstream.release()  # before the server stops, or it would wait for a hung request
+
+
+@pytest.fixture
+def stepped() -> Iterator[tuple[str, SteppedUpstream]]:
+    """An upstream answering each poll of an execution with the next step of a script."""
+    upstream = SteppedUpstream()
+    with serve(upstream.app, lifespan="off") as url:
+        try:
+            yield url, upstream
+        finally:
+            upstream.release()  # before the server stops, or it would wait for a held step
 
 
 @pytest.fixture

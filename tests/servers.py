@@ -87,6 +87,43 @@ class Recorder:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+class Holds:
+    """Requests kept waiting until ``release``, counted as they arrive: how a test knows a
+    request reached the upstream without looking at a clock. Thread-safe, as the server runs
+    in a thread of its own; after ``release`` nothing waits any more."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self.held = 0
+        self._released = False
+        self._waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    async def wait(self) -> None:
+        """In a request handler: wait here until ``release``."""
+        released = asyncio.Event()
+        with self._arrived:
+            if self._released:
+                return
+            self._waiting.append((asyncio.get_running_loop(), released))
+            self.held += 1
+            self._arrived.notify_all()
+        await released.wait()
+
+    def wait_held(self, count: int = 1, timeout: float = 30) -> None:
+        """Block until ``count`` held requests have arrived, or fail after ``timeout``."""
+        with self._arrived:
+            arrived = self._arrived.wait_for(lambda: self.held >= count, timeout=timeout)
+        assert arrived, f"{self.held} of {count} held requests arrived"
+
+    def release(self) -> None:
+        """Let every held request finish (a server waits for them when it stops)."""
+        with self._lock:
+            self._released = True
+            for loop, released in self._waiting:
+                loop.call_soon_threadsafe(released.set)
+
+
 class ScriptedUpstream:
     """An upstream whose answer for each execution id the test decides.
 
@@ -96,11 +133,7 @@ class ScriptedUpstream:
 
     def __init__(self) -> None:
         self.scripts: dict[str, Handler] = {}
-        self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)
-        self.held = 0
-        self._released = False
-        self._hanging: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self.holds = Holds()
         self.app = Recorder(
             Starlette(routes=[Route("/api/v1/executions/{execution_id}", self._answer)])
         )
@@ -123,31 +156,16 @@ class ScriptedUpstream:
 
     def _hold_until_release(self, execution_id: str, reply: Callable[[], Response]) -> None:
         async def handler(_: Request) -> Response:
-            released = asyncio.Event()
-            with self._arrived:
-                if not self._released:
-                    self._hanging.append((asyncio.get_running_loop(), released))
-                    self.held += 1
-                    self._arrived.notify_all()
-                else:
-                    released.set()
-            await released.wait()
+            await self.holds.wait()
             return reply()
 
         self.scripts[execution_id] = handler
 
     def wait_held(self, count: int = 1, timeout: float = 30) -> None:
-        """Block until ``count`` held requests have arrived, or fail after ``timeout``."""
-        with self._arrived:
-            arrived = self._arrived.wait_for(lambda: self.held >= count, timeout=timeout)
-        assert arrived, f"{self.held} of {count} held requests arrived"
+        self.holds.wait_held(count, timeout)
 
     def release(self) -> None:
-        """Let every hung request finish (the server waits for them when it stops)."""
-        with self._lock:
-            self._released = True
-            for loop, released in self._hanging:
-                loop.call_soon_threadsafe(released.set)
+        self.holds.release()
 
     async def _answer(self, request: Request) -> Response:
         handler = self.scripts.get(request.path_params["execution_id"])

@@ -7,8 +7,6 @@ is how a test knows where the poller is without looking at a clock.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections import Counter
 from dataclasses import dataclass
 
@@ -17,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.servers import Recorder
+from tests.servers import Holds, Recorder
 
 
 @dataclass(frozen=True)
@@ -41,11 +39,7 @@ class SteppedUpstream:
         self._steps: dict[str, list[Step]] = {}
         self._cancels: dict[str, Step] = {}
         self.polls: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)
-        self._released = False
-        self.held = 0
-        self._waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self.holds = Holds()
         self.app = Recorder(
             Starlette(
                 routes=[
@@ -68,17 +62,11 @@ class SteppedUpstream:
         return [r.path for r in self.app.requests if r.method == "POST"]
 
     def wait_held(self, count: int = 1, timeout: float = 30) -> None:
-        """Block until ``count`` held answers are waiting, or fail after ``timeout``."""
-        with self._arrived:
-            arrived = self._arrived.wait_for(lambda: self.held >= count, timeout=timeout)
-        assert arrived, f"{self.held} of {count} held requests arrived"
+        self.holds.wait_held(count, timeout)
 
     def release(self) -> None:
         """Let every held answer go, now and from now on."""
-        with self._lock:
-            self._released = True
-            for loop, gate in self._waiting:
-                loop.call_soon_threadsafe(gate.set)
+        self.holds.release()
 
     async def _get(self, request: Request) -> Response:
         execution_id = request.path_params["execution_id"]
@@ -95,13 +83,5 @@ class SteppedUpstream:
 
     async def _answer(self, step: Step) -> Response:
         if step.held:
-            gate = asyncio.Event()
-            with self._arrived:
-                if self._released:
-                    gate.set()
-                else:
-                    self._waiting.append((asyncio.get_running_loop(), gate))
-                    self.held += 1
-                    self._arrived.notify_all()
-            await gate.wait()
+            await self.holds.wait()
         return Response(step.body, status_code=step.status, media_type="application/json")

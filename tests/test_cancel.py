@@ -44,16 +44,6 @@ def demo() -> Iterator[tuple[str, Recorder]]:
         yield url, recorder
 
 
-@pytest.fixture
-def stepped() -> Iterator[tuple[str, SteppedUpstream]]:
-    upstream = SteppedUpstream()
-    with serve(upstream.app, lifespan="off") as url:
-        try:
-            yield url, upstream
-        finally:
-            upstream.release()
-
-
 def test_a_cancel_returns_the_execution_as_it_is_afterwards(
     demo: tuple[str, Recorder], start_gateway: StartGateway
 ) -> None:

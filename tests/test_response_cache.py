@@ -5,16 +5,14 @@ Counted at the upstream and in ``/metrics`` (``cache_hits{backend="response"}``)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from gateway.demo.data import demo_id
 from tests.conftest import StartGateway, graphql
 from tests.records import EXECUTION_ID, execution_body
-from tests.servers import Recorder, serve
+from tests.servers import Recorder
 from tests.stepped_upstream import Step, SteppedUpstream
 from tests.test_metrics import moved, scrape
 
@@ -103,13 +101,6 @@ def test_other_variables_or_another_operation_are_other_answers(
     assert other_id["data"]["execution"]["id"] == demo_id("research")
     assert other_document["data"] == {"execution": {"id": COMPLETED_LEAF}}
     assert moved(before, scrape(client), HITS, backend="response") == 0
-
-
-@pytest.fixture
-def stepped() -> Iterator[tuple[str, SteppedUpstream]]:
-    upstream = SteppedUpstream()
-    with serve(upstream.app, lifespan="off") as url:
-        yield url, upstream
 
 
 def test_a_mutation_is_never_answered_from_a_kept_answer(

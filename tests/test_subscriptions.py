@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import anyio
@@ -28,7 +28,6 @@ from gateway.subscriptions import ExecutionWatch, TooManySubscriptions, WatchEve
 from gateway.upstream import UpstreamClient
 from tests.conftest import StartGateway
 from tests.records import EXECUTION_ID, execution_body
-from tests.servers import serve
 from tests.stepped_upstream import Step, SteppedUpstream
 
 PARENT_ID = "0b7a1d8e-2f3c-4a5b-8c9d-0e1f2a3b4c5d"
@@ -42,16 +41,6 @@ FAST_POLLS: dict[str, Any] = {
 
 def step(status: str, *, held: bool = False, **fields: Any) -> Step:
     return Step(execution_body(EXECUTION_ID, status=status, **fields), held=held)
-
-
-@pytest.fixture
-def stepped() -> Iterator[tuple[str, SteppedUpstream]]:
-    upstream = SteppedUpstream()
-    with serve(upstream.app, lifespan="off") as url:
-        try:
-            yield url, upstream
-        finally:
-            upstream.release()
 
 
 def asking(request: GraphQLRequest, execution_id: str) -> GraphQLRequest:
