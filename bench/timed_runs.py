@@ -1,0 +1,128 @@
+"""The timed runs: each (scenario, target) at concurrency 1 and 32, and throughput per core.
+
+``direct`` runs against the upstream itself; ``naive``, ``cold`` and ``warm`` each get a fresh
+gateway. Throughput runs scenario A against the 0 ms upstream and reads the gateway's CPU time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+
+import uvloop
+
+from bench.bursts import at_once
+from bench.findings import (
+    CONCURRENCIES,
+    HIGH,
+    Bench,
+    Row,
+    Throughput,
+    counted,
+    note_failures,
+    report_load,
+    warm_up,
+)
+from bench.load import Load, _client_once, run_client_load, run_hey
+from bench.processes import Server, cpu_seconds, proc_status_mib, start_gateway
+from bench.profiling import run_profile
+from bench.scenarios import ROOT_ID, Request, Scenario
+
+
+def measure_direct(bench: Bench, scenario: Scenario) -> Row:
+    """The upstream itself: hey for one GET, the Python client for the REST plans."""
+    upstream = bench.upstream
+    plan = scenario.plan
+    if plan is None:
+        request = Request("GET", f"{upstream.url}/api/v1/executions/{ROOT_ID}")
+        warm_up(bench, f"direct {scenario.key}", scenario, request)
+        tool = "hey"
+
+        def run(concurrency: int) -> Load:
+            return run_hey(bench.hey, request, concurrency, bench.seconds, bench.work)
+
+    else:
+        uvloop.run(_client_once(plan, upstream.url))
+        tool = "Python client"
+
+        def run(concurrency: int) -> Load:
+            return run_client_load(plan, upstream.url, concurrency, bench.seconds)
+
+    row = Row(scenario, "direct", tool, {}, {})
+    for concurrency in CONCURRENCIES:
+        load, calls = counted(bench, upstream, partial(run, concurrency))
+        label = f"direct {scenario.key} c={concurrency}"
+        note_failures(bench, label, load)
+        report_load(label, load, calls)
+        row.loads[concurrency], row.calls[concurrency] = load, calls
+        row.flagged |= load.failures > 0
+    return row
+
+
+def measure_gateway(bench: Bench, scenario: Scenario, target: str) -> Row:
+    """A fresh gateway for (target, scenario): c=1 and c=32, then its peak RSS."""
+    name = f"gateway-{target}-{scenario.key}"
+    server = start_gateway(bench.procs, name, bench.upstream.url, target)
+    try:
+        request = scenario.gateway_request(server.url)
+        warm_up(bench, f"{target} {scenario.key}", scenario, request)
+        row = Row(scenario, target, "hey", {}, {})
+        for concurrency in CONCURRENCIES:
+            load, calls = counted(
+                bench,
+                bench.upstream,
+                partial(run_hey, bench.hey, request, concurrency, bench.seconds, bench.work),
+            )
+            label = f"{target} {scenario.key} c={concurrency}"
+            note_failures(bench, label, load)
+            report_load(label, load, calls)
+            row.loads[concurrency], row.calls[concurrency] = load, calls
+            row.flagged |= load.failures > 0
+            row.flagged |= bool(at_once(bench, label, scenario, server, request, concurrency))
+        row.peak_rss_mib = proc_status_mib(server.pid, "VmHWM")
+        warm_up(bench, f"{target} {scenario.key} after the load", scenario, request)
+        return row
+    finally:
+        bench.procs.stop(server.process)
+
+
+def measure_fast_cold(bench: Bench, scenarios: Sequence[Scenario]) -> None:
+    """Against the 0 ms upstream: cold A's throughput."""
+    upstream = bench.fast_upstream
+    server = start_gateway(bench.procs, "gateway-cold-fast", upstream.url, "cold")
+    try:
+        bench.findings.throughput.append(throughput(bench, server, scenarios[0], "cold"))
+    finally:
+        bench.procs.stop(server.process)
+
+
+def throughput(bench: Bench, server: Server, scenario: Scenario, target: str) -> Throughput:
+    """Scenario A at c=32 on one worker; CPU seconds from /proc around the run."""
+    request = scenario.gateway_request(server.url)
+    warm_up(bench, f"throughput {target}", scenario, request)
+    cpu_before = cpu_seconds(server.pid)
+    load, calls = counted(
+        bench,
+        bench.fast_upstream,
+        lambda: run_hey(bench.hey, request, HIGH, bench.seconds, bench.work),
+    )
+    cpu = cpu_seconds(server.pid) - cpu_before
+    note_failures(bench, f"throughput {target} A", load)
+    report_load(f"throughput {target} A", load, calls)
+    at_once(bench, f"throughput {target} A", scenario, server, request, HIGH)
+    return Throughput(target, load, calls, cpu)
+
+
+def measure_fast_warm(bench: Bench, scenario: Scenario, profile: bool) -> None:
+    """Against the 0 ms upstream: warm A's throughput, then a py-spy profile of the same load."""
+    server = start_gateway(bench.procs, "gateway-warm-fast", bench.fast_upstream.url, "warm")
+    try:
+        bench.findings.throughput.append(throughput(bench, server, scenario, "warm"))
+        if profile:
+            bench.findings.profile = run_profile(
+                bench, server, scenario.gateway_request(server.url)
+            )
+        else:
+            bench.findings.profile = "skipped (`--skip-profile`)"
+    finally:
+        bench.procs.stop(server.process)
