@@ -60,6 +60,7 @@ class Context(BaseContext):
         self.subscriptions = 0  # held open on this connection
         self.initialised = False  # a WebSocket's connection_init was taken
         self.ran_query = False  # the operation that ran was a query (not a mutation)
+        self.operation_name: str | None = None  # of the operation that ran, as it names itself
 
     @property
     def loader(self) -> ExecutionLoader:

@@ -53,7 +53,7 @@ from gateway.loaders import ExecutionLoader
 from gateway.metrics import GRAPHQL_OPERATIONS, OPERATION_NAMES
 from gateway.persisted_queries import PersistedQueries, PersistedQueryError
 from gateway.request_stats import SCOPE_KEY, RequestStats
-from gateway.response_cache import ResponseCache
+from gateway.response_cache import KeptAnswer, ResponseCache
 from gateway.schema import build_schema
 from gateway.settings import Settings
 
@@ -97,6 +97,10 @@ def _ambient_cookies_allowed(websocket: WebSocket) -> bool:
     """
     origin = websocket.headers.get("origin")
     if origin is None or is_same_origin(origin, websocket.headers.get("host")):
+        return True
+    if websocket.headers.get("sec-fetch-site") == "same-origin":
+        # Set by the browser, never by a page: the gateway's own page behind a proxy that
+        # rewrites Host (nginx's default), where Origin and Host no longer match.
         return True
     settings = settings_of(websocket)
     return settings.cors_allow_credentials and normalize_origin(origin) in settings.cors_origins
@@ -210,8 +214,8 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
         )
         kept = await responses.get(key)
         if kept is not None:
-            _count_kept_answer(request_data.operation_name, context)
-            return ExecutionResult(data=kept, errors=None)
+            _count_kept_answer(kept.operation_name, context)
+            return ExecutionResult(data=kept.data, errors=None)
         result = await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
@@ -220,9 +224,10 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
             and not result.errors
             and result.data is not None
             and context.ran_query
+            and context.loader.fetches > 0
             and context.loader.only_final
         ):
-            await responses.put(key, result.data)
+            await responses.put(key, KeptAnswer(context.operation_name, result.data))
         return result
 
     @overload
@@ -254,7 +259,8 @@ def _count_kept_answer(operation_name: str | None, context: Context) -> None:
     """A kept answer counts as its operation did, for the metric and the access log."""
     GRAPHQL_OPERATIONS.labels(OPERATION_NAMES.label(operation_name), "ok").inc()
     stats = context.loader.stats
-    stats.operation_name = None if operation_name is None else operation_name[:64]
+    if operation_name is not None:
+        stats.operation_name = operation_name[: OPERATION_NAMES.length]
     stats.cache_hits += 1
 
 

@@ -42,11 +42,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from strawberry.http import GraphQLRequestData
 
@@ -69,6 +68,25 @@ _CODE = ErrorCode.BAD_USER_INPUT.value
 # later, and a cached miss would send every client through the slow path again.
 _UNCACHEABLE = {"Cache-Control": "private, no-cache, must-revalidate"}
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+# Runs in Redis, atomically: an index of the documents by registration time (Redis's own
+# clock, the same for every replica) loses the members whose documents expired, gains this
+# one, and the oldest beyond the bound are dropped with their documents.
+# KEYS[1] index; ARGV: hash, TTL in ms, bound, document key prefix.
+_BOUND = """
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - tonumber(ARGV[2]))
+redis.call('ZADD', KEYS[1], now_ms, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if excess > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[1], excess)
+  for i = 1, #oldest, 2 do
+    redis.call('DEL', ARGV[4] .. oldest[i])
+  end
+end
+return 0
+"""
 
 
 class PersistedQueryError(Exception):
@@ -249,21 +267,17 @@ class PersistedQueries:
         return bool(stored)
 
     async def _bound_redis(self, redis: Redis, sha256_hash: str) -> None:
-        """Keep Redis to ``max_entries`` documents too, whoever registers them: an index by
-        registration time (epoch milliseconds, the same clock on every replica) loses its
-        expired members, and the oldest documents beyond the bound are deleted."""
-        index = f"{self._namespace}-index"
-        now_ms = time.time() * 1000
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(index, "-inf", now_ms - self._redis_ttl_ms)
-            pipe.zadd(index, {sha256_hash: now_ms})
-            pipe.pexpire(index, self._redis_ttl_ms)
-            pipe.zcard(index)
-            *_, count = await pipe.execute()
-        excess = int(count) - self.max_entries
-        if excess > 0:
-            oldest = cast("list[tuple[bytes, float]]", await redis.zpopmin(index, excess))
-            await redis.delete(*(self._key(member.decode()) for member, _ in oldest))
+        """Keep Redis to ``max_entries`` documents too, whoever registers them (see
+        ``_BOUND``); one script, so that replicas registering at once trim only once."""
+        await redis.eval(
+            _BOUND,
+            1,
+            f"{self._namespace}-index",
+            sha256_hash,
+            self._redis_ttl_ms,
+            self.max_entries,
+            f"{self._namespace}:",
+        )
 
     def _failed(self, operation: str, exc: Exception, permit: Permit) -> None:
         self.breaker.record_failure(permit)

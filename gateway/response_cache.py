@@ -7,8 +7,9 @@ validating or executing anything, which is most of what a cached request costs.
 
 What is kept, and for whom:
 
-* only a query's answer (never a mutation's), only when it has no errors, and only when every
-  execution the request read was final (``ExecutionLoader.only_final``);
+* only a query's answer (never a mutation's), only when it has no errors, only when it read
+  executions (an answer that asked the upstream nothing proved no credentials), and only when
+  every execution it read was final (``ExecutionLoader.only_final``);
 * under the credential fingerprint of the caller (the execution cache's), the document, the
   operation name and the variables: another caller, another document or other variables is
   another entry;
@@ -19,13 +20,14 @@ Usage::
 
     responses = ResponseCache.from_settings(settings)
     key = responses.key(fingerprint, query, operation_name, variables)
-    data = await responses.get(key)        # None: run the query, then
-    await responses.put(key, result.data)  # if it qualifies (see above)
+    kept = await responses.get(key)        # None: run the query, then, if it qualifies,
+    await responses.put(key, KeptAnswer(operation_name, result.data))
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -67,21 +69,30 @@ class ResponseCache:
         except TypeError:
             encoded = repr(variables).encode()  # beyond orjson (huge integers): still exact
         request = hashlib.sha256()
-        for part in (query.encode(), (operation_name or "").encode(), encoded):
+        # JSON keeps a missing operation name (null) apart from an empty one ("").
+        for part in (query.encode(), orjson.dumps(operation_name), encoded):
             request.update(len(part).to_bytes(8, "big"))
             request.update(part)
         return CacheKey(fingerprint, request.hexdigest())
 
-    async def get(self, key: CacheKey) -> dict[str, Any] | None:
+    async def get(self, key: CacheKey) -> KeptAnswer | None:
         kept = await self._store.get(key)
         if kept is None:
             return None
-        data: dict[str, Any] = orjson.loads(kept.body)
-        return data
+        answer = orjson.loads(kept.body)
+        return KeptAnswer(answer["operation"], answer["data"])
 
-    async def put(self, key: CacheKey, data: dict[str, Any]) -> None:
+    async def put(self, key: CacheKey, answer: KeptAnswer) -> None:
         try:
-            body = orjson.dumps(data)
+            body = orjson.dumps({"operation": answer.operation_name, "data": answer.data})
         except TypeError:
             return  # integers beyond 64 bits in a payload: answered, not kept
         await self._store.put(key, CachedAnswer(200, body), self._ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class KeptAnswer:
+    """A query's data, and the name its operation ran under (for metrics and the log)."""
+
+    operation_name: str | None
+    data: dict[str, Any]

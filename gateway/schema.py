@@ -339,6 +339,7 @@ class GatewayExtension(SchemaExtension):
             stats.error_codes.extend(codes)
             if context.graphql_document is not None:
                 context.context.ran_query = context.operation_type is OperationType.QUERY
+                context.context.operation_name = name
 
 
 # graphql-core appends every suggestion to its message as " Did you mean …?".

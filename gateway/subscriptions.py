@@ -247,6 +247,10 @@ class ExecutionWatch:
                 if poller.latest is not None and poller.latest.is_last:
                     break
                 await self._wait(poller.wake, interval)
+        except Exception:
+            # A bug outside the poll itself: its subscribers get an end, not a wait forever.
+            logger.exception("watching execution %s failed unexpectedly", poller.execution_id)
+            poller.publish(WatchEvent(error=WatchBroken(poller.execution_id)))
         finally:
             # Ended by itself (final, error): a new subscriber starts a fresh poller.
             if self._pollers.get(key) is poller:

@@ -3,17 +3,22 @@ sends (``createPersistedQueryLink({sha256, useGETForHashedQueries: true})``), ov
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.demo.data import demo_id
 from gateway.graphiql import SAMPLE_QUERY
+from gateway.persisted_queries import PersistedQueries
+from gateway.redis_cache import connect_redis
+from gateway.resilience import BreakerState
 from tests.conftest import StartGateway
 from tests.processes import free_port, running
 from tests.redis_server import redis_server
@@ -389,3 +394,20 @@ def test_redis_keeps_no_more_documents_than_the_bound_whoever_registers_them(
 
     # The three registered last are kept; nothing else is.
     assert stored == {f"polos-gateway-apq:{sha256(d)}".encode() for d in documents[-3:]}
+
+
+@pytest.mark.anyio
+async def test_registrations_arriving_together_trim_redis_to_the_bound_once() -> None:
+    with redis_server() as (redis_url, _):
+        store = PersistedQueries(max_entries=3, redis=connect_redis(redis_url, 5.0))
+        documents = [f"query One {{ n{n}: __typename }}" for n in range(12)]
+        try:
+            stored = await asyncio.gather(*(store.put(sha256(d), d) for d in documents))
+            kept = set(redis.Redis.from_url(redis_url).keys("polos-gateway-apq:*"))
+        finally:
+            await store.aclose()
+
+    assert stored == [True] * 12
+    # Each registration trimmed what was beyond the bound, and nothing more.
+    assert len(kept) == 3
+    assert store.breaker.state is BreakerState.CLOSED

@@ -128,3 +128,51 @@ def test_with_the_cache_off_nothing_is_kept(
     _, _, reused = answered_twice(client, TREE, {"id": COMPLETED_LEAF})
 
     assert reused == 0
+
+
+def test_an_answer_that_read_no_execution_is_not_kept_whatever_credentials_came_with_it(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    client = start_gateway(upstream[0])
+
+    _, _, reused = answered_twice(client, "{ __typename }", {}, Authorization="Bearer sk_any")
+
+    # Nothing asked the upstream, so nothing proved those credentials: such answers would only
+    # let anybody fill the cache.
+    assert reused == 0
+
+
+def test_a_kept_answer_counts_under_the_name_its_operation_ran_with(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    client = start_gateway(upstream[0])
+    operations = "polos_gateway_graphql_operations_total"
+    before = scrape(client)
+
+    for _ in range(3):  # no operationName sent: the document's only operation names itself
+        graphql(client, TREE, {"id": COMPLETED_LEAF})
+
+    assert moved(before, scrape(client), operations, operation="Tree", outcome="ok") == 3
+
+
+def test_each_operation_of_a_document_is_an_answer_of_its_own(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    client = start_gateway(upstream[0])
+    document = (
+        "query Ids($id: ID!) { execution(id: $id) { id } } "
+        "query Workflows($id: ID!) { execution(id: $id) { workflowId } }"
+    )
+
+    def ask(operation: str) -> dict[str, Any]:
+        body = {"query": document, "variables": {"id": COMPLETED_LEAF}, "operationName": operation}
+        answer: dict[str, Any] = client.post("/graphql", json=body).json()
+        return answer
+
+    ids, workflows = ask("Ids"), ask("Workflows")
+    before = scrape(client)
+    ids_again, workflows_again = ask("Ids"), ask("Workflows")
+
+    assert ids["data"] == ids_again["data"] == {"execution": {"id": COMPLETED_LEAF}}
+    assert workflows["data"] == workflows_again["data"] == {"execution": {"workflowId": "llm_call"}}
+    assert moved(before, scrape(client), HITS, backend="response") == 2

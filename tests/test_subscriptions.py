@@ -446,6 +446,8 @@ def test_a_slow_subscriber_skips_to_the_newest_event() -> None:
             True,
         ),
         (None, {}, True),
+        ("own", {}, True),
+        ("behind-a-proxy", {}, True),
     ],
 )
 async def test_a_browsers_own_cookie_counts_only_where_cors_lets_it_send_credentials(
@@ -459,7 +461,12 @@ async def test_a_browsers_own_cookie_counts_only_where_cors_lets_it_send_credent
     upstream.script(EXECUTION_ID, step("completed"))
     gateway = start_gateway(url, **settings, **FAST_POLLS)
     headers = {"Cookie": "polos_auth=the.visitors.session"}
-    if origin is not None:
+    if origin == "own":  # the gateway's own page
+        headers["Origin"] = str(gateway.base_url).rstrip("/")
+    elif origin == "behind-a-proxy":
+        # A proxy rewrote Host, so Origin no longer matches it; the browser says same-origin.
+        headers |= {"Origin": "https://gateway.example", "Sec-Fetch-Site": "same-origin"}
+    elif origin is not None:
         headers["Origin"] = origin
 
     await statuses(gateway, headers=headers)
@@ -648,3 +655,25 @@ async def test_one_caller_may_hold_only_so_many_subscriptions_however_many_conne
         for events in [*held, others]:
             await events.aclose()
         assert watch.watching == 0
+
+
+@pytest.mark.anyio
+async def test_a_bug_between_polls_ends_the_watch_with_internal_too(
+    stepped: tuple[str, SteppedUpstream], caplog: pytest.LogCaptureFixture
+) -> None:
+    url, upstream = stepped
+    upstream.script(EXECUTION_ID, step("running"))
+
+    async def broken_wait(_: asyncio.Event, seconds: float) -> None:
+        raise RuntimeError("a bug between polls")
+
+    config = Settings(upstream_url=url)
+    async with UpstreamClient(config) as client:
+        watch = ExecutionWatch(client, config, fingerprint=str, wait=broken_wait)
+        with anyio.fail_after(30):
+            events = [e async for e in watch.watch(EXECUTION_ID, Credentials())]
+
+    # The mailbox keeps only the newest event: the error that ends the watch.
+    assert events[-1].error is not None
+    assert events[-1].error.code.value == "INTERNAL"
+    assert "a bug between polls" in caplog.text
