@@ -1,6 +1,7 @@
-"""GraphQL over HTTP at ``/graphql``: Strawberry's FastAPI router with our context and encoder.
+"""GraphQL at ``/graphql``, over HTTP and WebSocket: Strawberry's FastAPI router with our
+context, encoder and refusals.
 
-What it takes, besides what Strawberry checks:
+What HTTP takes, besides what Strawberry checks:
 
 - ``POST`` only with ``Content-Type: application/json``. Form and text bodies (and none) are
   what a web page may send to another origin without a CORS preflight, with the visitor's
@@ -12,7 +13,13 @@ What it takes, besides what Strawberry checks:
 - Automatic persisted queries (``gateway.persisted_queries``): a document's hash in
   ``extensions.persistedQuery`` stands for the document, over POST and GET alike.
 - ``GET`` with ``Accept: text/html`` and no operation is GraphiQL, opened on an example
-  (``gateway.graphiql``).
+  (``gateway.graphiql``), which no other site may frame.
+- Subscriptions only over the WebSocket; the answer of a query that read only final
+  executions is kept whole for the same caller (``gateway.response_cache``).
+
+The WebSocket speaks ``graphql-transport-ws`` and the legacy ``graphql-ws``. Only the gateway's
+own origin and the CORS origins may open one; credentials come from the upgrade request (its
+cookie only where ``_ambient_cookies_allowed`` says) or from ``connection_init``.
 
 Every refusal of the request itself is a JSON body in GraphQL's error shape,
 ``{"errors": [{"message": ..., "extensions": {"code": "BAD_USER_INPUT"}}]}``, where
