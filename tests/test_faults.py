@@ -67,7 +67,11 @@ def test_without_a_rate_every_request_reaches_the_demo_untouched(faulty: StartFa
     answers = [httpx.get(f"{url}/api/v1/executions/{ID}") for _ in range(5)]
 
     assert {answer.json()["id"] for answer in answers} == {ID}
-    assert stats(url) == {"execution_requests": 5, "faults": dict.fromkeys(ALL_KINDS, 0)}
+    assert stats(url) == {
+        "execution_requests": 5,
+        "cancel_requests": 0,
+        "faults": dict.fromkeys(ALL_KINDS, 0),
+    }
 
 
 def test_the_same_seed_spoils_the_same_requests_in_the_same_ways(faulty: StartFaulty) -> None:

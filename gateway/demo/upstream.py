@@ -215,7 +215,7 @@ def demo_app(
 ) -> Starlette:
     """The ASGI app serving ``demo``, which the caller keeps to ask for its samples."""
     options = demo.options
-    served = {"execution_requests": 0}
+    served = {"execution_requests": 0, "cancel_requests": 0}
 
     async def admit(request: Request) -> str | Response:
         """The canonical id asked for, or the answer refusing the request before any lookup."""
@@ -245,8 +245,7 @@ def demo_app(
         )
 
     async def cancel_execution(request: Request) -> Response:
-        # Counted from the first cancel on: a demo nobody cancels in keeps its stats' shape.
-        served["cancel_requests"] = served.get("cancel_requests", 0) + 1
+        served["cancel_requests"] += 1
         canonical = await admit(request)
         if isinstance(canonical, Response):
             return canonical
