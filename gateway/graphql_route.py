@@ -57,9 +57,8 @@ from gateway.dependencies import new_loader, request_credentials, request_id_of,
 from gateway.errors import ErrorCode
 from gateway.graphiql import graphiql_page
 from gateway.loaders import ExecutionLoader
-from gateway.metrics import GRAPHQL_OPERATIONS, OPERATION_NAMES
 from gateway.persisted_queries import PersistedQueries, PersistedQueryError
-from gateway.request_stats import SCOPE_KEY, RequestStats
+from gateway.request_stats import SCOPE_KEY, RequestStats, count_operation
 from gateway.response_cache import KeptAnswer, ResponseCache
 from gateway.schema import build_schema
 from gateway.settings import Settings
@@ -221,7 +220,8 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
         )
         kept = await responses.get(key)
         if kept is not None:
-            _count_kept_answer(kept.operation_name, context)
+            count_operation(context.loader.stats, kept.operation_name, ())
+            context.loader.stats.cache_hits += 1
             return ExecutionResult(data=kept.data, errors=None)
         result = await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
@@ -262,15 +262,6 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
             return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
 
-def _count_kept_answer(operation_name: str | None, context: Context) -> None:
-    """A kept answer counts as its operation did, for the metric and the access log."""
-    GRAPHQL_OPERATIONS.labels(OPERATION_NAMES.label(operation_name), "ok").inc()
-    stats = context.loader.stats
-    if operation_name is not None:
-        stats.operation_name = operation_name[: OPERATION_NAMES.length]
-    stats.cache_hits += 1
-
-
 # The operation label of requests answered before any operation ran; operation names are
 # made of [A-Za-z0-9_] only, so no client can send this one.
 UNRUN_OPERATION = "(not run)"
@@ -279,10 +270,10 @@ UNRUN_OPERATION = "(not run)"
 def _count_unrun(request: Request, code: str) -> None:
     """A request answered without running an operation still counts, with its code, in the
     operations metric and on its access-log line."""
-    GRAPHQL_OPERATIONS.labels(UNRUN_OPERATION, code).inc()
     stats = request.scope.get("state", {}).get(SCOPE_KEY)
-    if isinstance(stats, RequestStats):
-        stats.error_codes.append(code)
+    count_operation(
+        stats if isinstance(stats, RequestStats) else None, None, (code,), label=UNRUN_OPERATION
+    )
 
 
 SUBSCRIPTIONS_OVER_WEBSOCKET = (

@@ -34,7 +34,7 @@ from gateway.context import Context, Info
 from gateway.errors import BadUserInput, ErrorCode, GatewayError
 from gateway.executions import parse_execution_id
 from gateway.limits import QueryLimits, estimate_fetches, limit_rules
-from gateway.metrics import GRAPHQL_OPERATIONS, OPERATION_NAMES
+from gateway.request_stats import count_operation
 from gateway.settings import Settings
 from gateway.subscriptions import TooManySubscriptions, WatchEnded
 from gateway.types import Execution, Node, as_list_items
@@ -332,14 +332,11 @@ class GatewayExtension(SchemaExtension):
             for error in (result.errors or [] if result is not None else [])
         ]
         name = context.operation_name
-        GRAPHQL_OPERATIONS.labels(OPERATION_NAMES.label(name), codes[0] if codes else "ok").inc()
-        if isinstance(context.context, Context):
-            stats = context.context.loader.stats
-            stats.operation_name = None if name is None else name[: OPERATION_NAMES.length]
-            stats.error_codes.extend(codes)
-            if context.graphql_document is not None:
-                context.context.ran_query = context.operation_type is OperationType.QUERY
-                context.context.operation_name = name
+        gateway = context.context if isinstance(context.context, Context) else None
+        count_operation(None if gateway is None else gateway.loader.stats, name, codes)
+        if gateway is not None and context.graphql_document is not None:
+            gateway.ran_query = context.operation_type is OperationType.QUERY
+            gateway.operation_name = name
 
 
 # graphql-core appends every suggestion to its message as " Did you mean …?".
