@@ -154,7 +154,6 @@ class ExecutionWatch:
         self._pollers: dict[tuple[str, str], _Poller] = {}
         self._by_caller: Counter[str] = Counter()
         self.watching = 0  # watchers across all pollers
-        self.polls = 0  # upstream polls made, for tests and curiosity
 
     @property
     def pollers(self) -> int:
@@ -258,7 +257,6 @@ class ExecutionWatch:
                 SUBSCRIPTION_POLLERS.dec()
 
     async def _poll_once(self, execution_id: str, credentials: Credentials) -> WatchEvent:
-        self.polls += 1
         try:
             return WatchEvent(await self._upstream.fetch_execution(execution_id, credentials))
         except GatewayError as failure:
