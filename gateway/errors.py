@@ -102,18 +102,19 @@ _MESSAGE_BY_STATUS = {
     400: "The orchestrator refused the request for execution {id} as malformed; "
     "check the X-Project-ID header.",
     401: "The orchestrator did not accept the credentials sent with this request.",
-    403: "The credentials sent with this request may not read execution {id}.",
+    403: "The credentials sent with this request may not {verb} execution {id}.",
     404: "Execution {id} was not found.",
     429: "The orchestrator is rate limiting these credentials; retry later.",
 }
-_DEFAULT_MESSAGE = "The orchestrator failed to return execution {id} (HTTP {status})."
+_DEFAULT_MESSAGE = "The orchestrator failed to {verb} execution {id} (HTTP {status})."
 
 
 class UpstreamAnswered(UpstreamFailure):
     """The orchestrator answered with a status other than 200.
 
     Keeps the answer (status, body and the headers a client acts on) so the REST route can
-    relay it unchanged. GraphQL clients see only the code, the status and our own message.
+    relay it unchanged. GraphQL clients see only the code, the status and our own message,
+    which names what was asked (``verb``: "read", "cancel").
     """
 
     def __init__(
@@ -122,9 +123,11 @@ class UpstreamAnswered(UpstreamFailure):
         status: int,
         body: bytes = b"",
         headers: tuple[tuple[str, str], ...] = (),
+        *,
+        verb: str = "read",
     ) -> None:
         template = _MESSAGE_BY_STATUS.get(status, _DEFAULT_MESSAGE)
-        super().__init__(template.format(id=execution_id, status=status))
+        super().__init__(template.format(id=execution_id, status=status, verb=verb))
         self.status = status
         self.body = body
         self.headers = headers

@@ -116,14 +116,7 @@ def classify_cancel_response(
             # Only the status word is taken from the upstream's text, never the text itself.
             found = _REFUSED_STATUS.search(str(refusal.get("error", "")))
             return NotCancellable(execution_id, found and found.group(1), body, relayed)
-    refusal = UpstreamAnswered(execution_id, status, body, relayed)
-    if status == 403:
-        refusal.reword(f"The credentials sent with this request may not cancel {execution_id}.")
-    elif status not in {401, 404, 429}:
-        refusal.reword(
-            f"The orchestrator failed to cancel execution {execution_id} (HTTP {status})."
-        )
-    return refusal
+    return UpstreamAnswered(execution_id, status, body, relayed, verb="cancel")
 
 
 def _is_upstream_failure(outcome: object) -> bool:

@@ -142,7 +142,7 @@ def test_cancels_carry_the_callers_credentials_and_their_refusals_keep_their_cod
     assert error_codes(anonymous) == [("cancelExecution", "UNAUTHENTICATED")]
     assert error_codes(elsewhere) == [("cancelExecution", "FORBIDDEN")]
     assert elsewhere["errors"][0]["message"] == (
-        f"The credentials sent with this request may not cancel {LONG_JOB}."
+        f"The credentials sent with this request may not cancel execution {LONG_JOB}."
     )
     assert allowed["data"]["cancelExecution"]["status"] == "PENDING_CANCEL"
     sent = [r.headers for r in recorder.requests if r.method == "POST"]
