@@ -74,7 +74,7 @@ def mock_client(handler: Handler | AsyncHandler, **settings: Any) -> UpstreamCli
     transport = httpx.MockTransport(handler)
     return UpstreamClient(
         Settings(upstream_url=BASE, **settings),
-        http=httpx.AsyncClient(transport=transport),
+        transport=transport,
     )
 
 
