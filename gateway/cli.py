@@ -30,7 +30,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from gateway.access_log import configure_logging
-from gateway.app import create_app
+from gateway.app import create_app, freeze_startup_heap
 from gateway.demo.data import SAMPLES
 from gateway.demo.faults import ALL_KINDS, FaultConfig, parse_kinds
 from gateway.demo.upstream import (
@@ -153,8 +153,10 @@ def _serve(args: argparse.Namespace) -> int:
         )
     if settings.workers == 1:
         signal.signal(signal.SIGTERM, _exit_after_stopping)
+        app = create_app(settings, samples=live_samples)
+        freeze_startup_heap()
         uvicorn.run(
-            create_app(settings, samples=live_samples),
+            app,
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
