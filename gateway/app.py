@@ -99,6 +99,10 @@ def create_app(
         lifespan=lifespan,
         # The orchestrator answers a trailing slash with 404, not a redirect to a new URL.
         redirect_slashes=False,
+        # The gateway traces and counts requests itself (gateway.tracing, gateway.metrics), and
+        # only when configured. FastAPI's own telemetry would add a second server span wherever
+        # a process-wide provider is set, and checks for one on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     graphql = create_graphql_router(settings)

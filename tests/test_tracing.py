@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -166,6 +167,27 @@ def test_without_otel_variables_tracing_is_off_and_the_traceparent_passes_unchan
 
     [received] = upstream[1].requests
     assert received.headers["traceparent"] == CLIENT_TRACEPARENT
+
+
+def test_a_process_wide_tracer_provider_adds_no_spans_of_fastapis_own(
+    monkeypatch: pytest.MonkeyPatch,
+    exporter: InMemorySpanExporter,
+    start_gateway: StartGateway,
+    upstream: tuple[str, Recorder],
+) -> None:
+    """The gateway traces itself, only when asked; FastAPI's built-in telemetry would add a
+    second server span to every request wherever an agent sets the global provider."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(otel_trace, "get_tracer_provider", lambda: provider)
+    client = start_gateway(upstream[0])
+
+    answer = client.get(f"/api/v1/executions/{demo_id('research')}")
+    graphql(client, TREE_QUERY, {"id": demo_id("research/writer")})
+
+    assert answer.status_code == 200
+    assert exporter.get_finished_spans() == ()
+    provider.shutdown()
 
 
 @pytest.mark.usefixtures("no_otel_environment")
