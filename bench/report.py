@@ -195,10 +195,17 @@ def transport_section(findings: Findings) -> list[str]:
         "## The upstream client's transport",
         "",
         "A GraphQL query over 100 executions becomes 100 concurrent "
-        "`GET /api/v1/executions/{id}` on the gateway's one shared `httpx.AsyncClient`. "
-        "`bench/transport.py` measures such a round against the demo upstream in a separate "
-        "process, answering after 50 ms, after one warm-up round so that connections are reused, "
-        "for several client transports and pool settings. This run "
+        "`GET /api/v1/executions/{id}` on the gateway's one shared aiohttp session. The gateway "
+        "builds each `httpx.Request` itself and hands it to httpx-aiohttp's `AiohttpTransport` "
+        "(`handle_async_request`), with no `httpx.AsyncClient` in between. `bench/transport.py` "
+        "measures both choices against the demo upstream in a separate process. The first table "
+        "is such a round, the upstream answering after 50 ms, after one warm-up round so that "
+        "connections are reused, for several client transports and pool settings (each driven "
+        "through an `httpx.AsyncClient`). The second is what one upstream call made on its own "
+        "costs the client's CPU, against an upstream answering at once, along three call paths: "
+        "through `httpx.AsyncClient` over the aiohttp transport (how the gateway called it "
+        "before), through the transport directly (how it does now), and through aiohttp alone "
+        "for reference. This run "
         f"(`bench/transport.py --rounds {TRANSPORT_ROUNDS}`):",
         "",
         findings.transport,
@@ -206,11 +213,19 @@ def transport_section(findings: Findings) -> list[str]:
         "httpx's own pool spends the client's core in httpcore's connection assignment, which "
         "rescans every pooled connection for every queued request; its figures vary widely from "
         "run to run, while the aiohttp transport stays near one upstream latency. The gateway "
-        "keeps httpx's API and uses the aiohttp transport (`c`) with "
+        "uses the aiohttp transport (`c`) with "
         "`TCPConnector(limit=POLOS_GATEWAY_MAX_CONCURRENT_UPSTREAM)`; the unlimited connector "
         "(`c-unl`) has not been consistently faster across runs and would drop the cap on "
-        "upstream sockets. Rerun it alone with `.venv/bin/python bench/transport.py` "
-        "(`--rounds 10 --latency-ms 50 --concurrency 100` by default).",
+        "upstream sockets.",
+        "",
+        "One call at a time, `httpx.AsyncClient`'s URL merging, auth, redirect and cookie steps "
+        "add CPU to every call while doing nothing for the gateway, which follows no redirects "
+        "and keeps no cookies: the `client` row costs more than the `transport` row. What "
+        "separates `transport` from `aiohttp` is httpx's request and response objects and the "
+        "transport's translation to and from aiohttp, which the gateway keeps: httpx decodes "
+        "the body and names the errors, and tests inject a transport of their own. Rerun it "
+        "alone with `.venv/bin/python bench/transport.py` "
+        "(`--rounds 10 --latency-ms 50 --concurrency 100 --calls 2000 --repeats 3` by default).",
     ]
 
 
