@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.credentials import Credentials
@@ -45,8 +45,8 @@ class CredentialCaching:
         if scope["type"] != "http" or scope["method"] not in {"GET", "HEAD"}:
             await self.app(scope, receive, send)
             return
-        credentials = Credentials.from_request(
-            Headers(scope=scope), header_names=self._header_names, cookie_names=self._cookie_names
+        credentials = Credentials.from_raw_headers(
+            scope["headers"], header_names=self._header_names, cookie_names=self._cookie_names
         )
 
         async def send_with_caching(message: Message) -> None:

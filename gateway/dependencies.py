@@ -46,22 +46,26 @@ def request_credentials(
     payload) replace headers of the same names and may carry the cookie by its name.
     ``ambient_cookies=False`` ignores the cookies the browser attached by itself."""
     settings = settings_of(connection)
-    headers: Mapping[str, str] = connection.headers
-    if overrides or not ambient_cookies:
-        headers = MutableHeaders(
-            raw=[
-                (name, value)
-                for name, value in connection.headers.raw
-                if ambient_cookies or name != b"cookie"
-            ]
+    if not overrides and ambient_cookies:
+        return Credentials.from_raw_headers(
+            connection.scope["headers"],
+            header_names=settings.forward_headers,
+            cookie_names=settings.forward_cookies,
         )
-        for name, value in (overrides or {}).items():
-            if not isinstance(name, str) or not isinstance(value, str):
-                continue  # a client's JSON: anything but text is not a credential
-            if name.lower() in settings.forward_headers:
-                headers[name] = value
-            elif name in settings.forward_cookies:
-                headers["cookie"] = f"{name}={value}"
+    headers = MutableHeaders(
+        raw=[
+            (name, value)
+            for name, value in connection.headers.raw
+            if ambient_cookies or name != b"cookie"
+        ]
+    )
+    for name, value in (overrides or {}).items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            continue  # a client's JSON: anything but text is not a credential
+        if name.lower() in settings.forward_headers:
+            headers[name] = value
+        elif name in settings.forward_cookies:
+            headers["cookie"] = f"{name}={value}"
     return Credentials.from_request(
         headers, header_names=settings.forward_headers, cookie_names=settings.forward_cookies
     )

@@ -107,9 +107,9 @@ def decode_execution(execution_id: str, body: bytes) -> FetchedExecution:
     except ValidationError as exc:
         problems = sorted({_describe(error) for error in exc.errors(include_url=False)})
         raise NotAnExecution("; ".join(problems[:3])) from None
-    if parse_execution_id(record.id) != execution_id:
-        raise NotAnExecution("it describes a different execution")
     if record.id != execution_id:
+        if parse_execution_id(record.id) != execution_id:
+            raise NotAnExecution("it describes a different execution")
         # Same UUID in another spelling; the rest of the gateway compares canonical ids.
         record = record.model_copy(update={"id": execution_id})
     return FetchedExecution(record=record, body=body)

@@ -468,3 +468,30 @@ def test_the_fingerprint_is_64_hex_digits_that_do_not_contain_any_credential() -
     assert re.fullmatch(r"[0-9a-f]{64}", fingerprint)
     for credential in ("sk_test_key", hex_project, "project-2", JWT, JWT[:16]):
         assert credential not in fingerprint
+
+
+_HEADER_NAMES = st.sampled_from(
+    [b"authorization", b"x-project-id", b"project-id", b"traceparent", b"cookie", b"x-api-key"]
+)
+_HEADER_VALUES = st.sampled_from(
+    [
+        *(b"Bearer one", b"Bearer two", b"project-1", TRACEPARENT.encode(), b"", b"caf\xe9"),
+        *(f"polos_auth={JWT}".encode(), b"session=x; polos_auth=abc", b"polos_auth=a b"),
+    ]
+)
+
+
+@given(
+    raw=st.lists(st.tuples(_HEADER_NAMES, _HEADER_VALUES), max_size=8),
+    names=st.sets(st.sampled_from(["Authorization", "x-project-id", "TRACEPARENT"])),
+)
+@example(raw=[(b"authorization", b"Bearer one"), (b"authorization", b"Bearer two")], names=set())
+def test_the_one_pass_over_raw_headers_picks_exactly_what_the_header_lookup_picks(
+    raw: list[tuple[bytes, bytes]], names: set[str]
+) -> None:
+    """Repeated headers (the first wins), names in any case, cookies among others."""
+    header_names = names or ALLOWED_HEADERS
+
+    one_pass = Credentials.from_raw_headers(raw, header_names=header_names)
+
+    assert one_pass == Credentials.from_request(Headers(raw=raw), header_names=header_names)
