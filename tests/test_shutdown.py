@@ -69,3 +69,30 @@ def test_sigterm_refuses_new_connections_finishes_the_request_in_flight_and_exit
 def test_the_shutdown_grace_period_is_thirty_seconds_unless_set() -> None:
     assert Settings().shutdown_timeout == 30.0
     assert Settings(shutdown_timeout=2.5).shutdown_timeout == 2.5
+
+
+def test_sigterm_stops_every_worker_cleanly_and_the_supervisor_exits_zero() -> None:
+    """With --workers, uvicorn's supervisor passes SIGTERM on; each worker runs its lifespan's
+    shutdown, and the command exits 0, which is what a process manager reads as a clean stop."""
+    port = free_port()
+    with started(
+        "serve",
+        "--demo",
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        port=port,
+        workers=2,
+        env={"POLOS_GATEWAY_LOG_FORMAT": "text"},
+    ) as gateway:
+        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+
+        gateway.popen.send_signal(signal.SIGTERM)
+        status = gateway.popen.wait(timeout=30)
+        while gateway.next_line() is not None:
+            pass  # the rest of what it printed
+
+    assert answer.status_code == 200
+    assert status == 0
+    assert sum("Application shutdown complete" in line for line in gateway.lines) == 2
