@@ -40,8 +40,9 @@ class Credentials:
     ) -> Credentials:
         """Pick the forwardable credentials out of an incoming request's headers.
 
-        ``headers`` must be case-insensitive (Starlette's ``Headers`` is); the cookies are
-        read from its raw ``Cookie`` header.
+        ``headers`` must be case-insensitive (Starlette's ``Headers`` is), or have lower-case
+        keys with ``header_names`` lower-case too; the cookies are read from its raw
+        ``Cookie`` header.
         """
         picked: dict[str, str] = {}
         for name in header_names:

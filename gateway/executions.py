@@ -101,7 +101,8 @@ class NotAnExecution(ValueError):
 
 
 def decode_execution(execution_id: str, body: bytes) -> FetchedExecution:
-    """Parse an upstream 200 body, insisting that it describes ``execution_id``."""
+    """Parse an upstream 200 body, insisting that it describes ``execution_id``, which must
+    be canonical (``parse_execution_id``'s form)."""
     try:
         record = ExecutionRecord.model_validate_json(body)
     except ValidationError as exc:

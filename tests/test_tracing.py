@@ -182,12 +182,14 @@ def test_a_process_wide_tracer_provider_adds_no_spans_of_fastapis_own(
     monkeypatch.setattr(otel_trace, "get_tracer_provider", lambda: provider)
     client = start_gateway(upstream[0])
 
-    answer = client.get(f"/api/v1/executions/{demo_id('research')}")
-    graphql(client, TREE_QUERY, {"id": demo_id("research/writer")})
+    try:
+        answer = client.get(f"/api/v1/executions/{demo_id('research')}")
+        graphql(client, TREE_QUERY, {"id": demo_id("research/writer")})
+    finally:
+        provider.shutdown()
 
     assert answer.status_code == 200
     assert exporter.get_finished_spans() == ()
-    provider.shutdown()
 
 
 @pytest.mark.usefixtures("no_otel_environment")

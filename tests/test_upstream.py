@@ -362,6 +362,32 @@ async def test_a_request_without_credentials_sends_no_credential_header_at_all()
 
 
 @pytest.mark.anyio
+async def test_each_request_carries_the_timeouts_and_asks_for_json() -> None:
+    """The transport is called directly, so nothing adds these for the gateway: without the
+    timeouts a silent upstream would hold a connection until the call's overall deadline."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=execution_body())
+
+    settings = {"connect_timeout": 1.5, "read_timeout": 2.5, "upstream_timeout": 7.0}
+    async with mock_client(handler, **settings) as client:
+        await client.fetch_execution(EXECUTION_ID, Credentials())
+
+    [request] = seen
+    assert request.extensions["timeout"] == {
+        "connect": 1.5,
+        "read": 2.5,
+        "write": 2.5,
+        "pool": 7.0,
+    }
+    assert request.headers["accept"] == "application/json"
+    assert request.headers["user-agent"] == "polos-gateway"
+    assert request.headers["host"] == "upstream.test:8080"
+
+
+@pytest.mark.anyio
 async def test_a_good_answer_is_returned_with_the_upstream_bytes() -> None:
     body = execution_body(payload=2**70)
 
