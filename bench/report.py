@@ -223,7 +223,9 @@ def transport_section(findings: Findings) -> list[str]:
         "and keeps no cookies: the `client` row costs more than the `transport` row. What "
         "separates `transport` from `aiohttp` is httpx's request and response objects and the "
         "transport's translation to and from aiohttp, which the gateway keeps: httpx decodes "
-        "the body and names the errors, and tests inject a transport of their own. Rerun it "
+        "the body and names the errors, and tests inject a transport of their own. The "
+        "`gateway` row is the whole upstream call as the gateway makes it, the `transport` "
+        "call with the resilience, metrics and parsing around it. Rerun it "
         "alone with `.venv/bin/python bench/transport.py` "
         "(`--rounds 10 --latency-ms 50 --concurrency 100 --calls 2000 --repeats 3` by default).",
     ]

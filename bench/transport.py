@@ -29,7 +29,7 @@ time of a lone GET, in ms. The ideal round time is about one upstream latency.
 **CPU per call.** The gateway no longer calls the upstream through ``httpx.AsyncClient``: it
 builds an ``httpx.Request`` and hands it to ``AiohttpTransport.handle_async_request`` itself
 (``UpstreamClient._read``). This part measures what one upstream call costs the client's CPU,
-made one at a time against a second demo upstream, ``--latency-ms 0``, along three call paths
+made one at a time against a second demo upstream, ``--latency-ms 0``, along four call paths
 with the same URL (one demo execution) and the same headers, each on its own session like the
 gateway's (``TCPConnector(limit=100)``, ``DummyCookieJar``, ``auto_decompress=False``):
 
@@ -41,6 +41,9 @@ gateway's (``TCPConnector(limit=100)``, ``DummyCookieJar``, ``auto_decompress=Fa
   response closed (what the gateway does now)
 * ``aiohttp``: ``aiohttp.ClientSession.get`` alone, the body read with ``read()`` (what the
   transport adds its cost to)
+* ``gateway``: the gateway's own ``UpstreamClient.fetch_execution``, that is ``transport`` with
+  everything around it (the id check, the call's deadline, the breaker and bulkhead, the
+  metrics, the body parsed and checked)
 
 Each path first makes ``WARMUP_CALLS`` calls (its kept-alive connection open), then the paths
 take turns for ``--repeats`` repetitions of ``--calls`` sequential calls, the order rotating so
@@ -79,8 +82,12 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from gateway.credentials import Credentials
 from gateway.demo.data import FANOUT_LEAVES, demo_id, seed
 from gateway.demo.upstream import DEMO_PROJECT_ID
+from gateway.errors import UpstreamAnswered
+from gateway.settings import Settings
+from gateway.upstream import EXECUTIONS_PATH, UpstreamClient
 
 ClientFactory = Callable[[], httpx.AsyncClient]
 T = TypeVar("T")
@@ -277,6 +284,21 @@ def _via_aiohttp(url: str) -> OpenPath:
     return OpenPath(call, session.close)
 
 
+def _via_gateway(url: str) -> OpenPath:
+    base, _, execution_id = url.rpartition(EXECUTIONS_PATH)
+    upstream = UpstreamClient(Settings(upstream_url=base))
+    credentials = Credentials.from_request(CALL_HEADERS)
+
+    async def call() -> int:
+        try:
+            await upstream.fetch_execution(execution_id, credentials)
+        except UpstreamAnswered as answer:
+            return answer.status
+        return 200
+
+    return OpenPath(call, upstream.aclose)
+
+
 CALL_PATHS: tuple[CallPath, ...] = (
     CallPath(
         "client",
@@ -292,6 +314,12 @@ CALL_PATHS: tuple[CallPath, ...] = (
         "aiohttp",
         "aiohttp.ClientSession.get alone (for reference)",
         _via_aiohttp,
+    ),
+    CallPath(
+        "gateway",
+        "UpstreamClient.fetch_execution: the transport call with the id check, deadline, "
+        "breaker, bulkhead, metrics and the body parsed",
+        _via_gateway,
     ),
 )
 
