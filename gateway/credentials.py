@@ -8,6 +8,7 @@ dropped too, so the upstream answers as it would to a request without it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -67,8 +68,7 @@ class Credentials:
         Every request is asked this once or twice; a lookup per name in Starlette's
         ``Headers`` scans the whole list each time (a tenth of a cached REST answer).
         """
-        names = [name.lower() for name in header_names]
-        wanted = {name.encode("latin-1") for name in names} | {b"cookie"}
+        names, wanted = _raw_names(tuple(header_names))
         first: dict[str, str] = {}
         for name, value in raw:  # ASGI header names are lower-case
             if name in wanted:
@@ -77,6 +77,14 @@ class Credentials:
 
     def as_dict(self) -> dict[str, str]:
         return dict(self.headers)
+
+
+@functools.lru_cache(maxsize=16)
+def _raw_names(header_names: tuple[str, ...]) -> tuple[tuple[str, ...], frozenset[bytes]]:
+    """The names lower-cased, and as the bytes an ASGI header list holds, the cookie's too:
+    the same few settings on every request, worked out once."""
+    names = tuple(name.lower() for name in header_names)
+    return names, frozenset(name.encode("latin-1") for name in names) | {b"cookie"}
 
 
 def _cookie_header(raw: str, names: Iterable[str]) -> str:
