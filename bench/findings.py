@@ -53,6 +53,22 @@ class Throughput:
 
 
 @dataclass(frozen=True)
+class RequestCost:
+    """One cold scenario at concurrency 1 against the 0 ms upstream: the gateway's CPU time
+    per request, which at c=1 (nothing queued) is what the gateway adds to each request's
+    latency, beside one more loopback hop."""
+
+    key: str  # the scenario
+    load: Load
+    calls: float
+    cpu: float  # gateway CPU seconds during the run
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.cpu / self.load.completed if self.load.completed else math.nan
+
+
+@dataclass(frozen=True)
 class Memory:
     """The warm gateway's RSS over a long run of scenario C."""
 
@@ -84,6 +100,7 @@ class Findings:
     rounds: dict[str, int] = field(default_factory=dict)  # scenario key -> upstream rounds
     bursts: dict[str, int] = field(default_factory=dict)  # scenario key -> upstream calls
     throughput: list[Throughput] = field(default_factory=list)
+    request_costs: list[RequestCost] = field(default_factory=list)
     memory: Memory | None = None
     profile: Profile | str | None = None  # a str says why there is none
     transport: str = ""

@@ -118,6 +118,36 @@ def throughput_section(findings: Findings) -> list[str]:
     return lines
 
 
+def request_cost_section(findings: Findings) -> list[str]:
+    lines = [
+        "## Where a cold request's overhead goes",
+        "",
+        "The cold gateway of the throughput run serves scenarios "
+        f"{' and '.join(c.key for c in findings.request_costs) or '(none)'} one request at a "
+        "time (c=1) against the 0 ms upstream, and the gateway process's CPU time is read "
+        "around each run. With nothing queued, that CPU time is what the gateway adds to a "
+        "request's latency, beside one more hop on loopback; the overhead column repeats the "
+        "Results' cold p50 minus direct p50 (upstream at 5 ms, where every process wakes from "
+        "idle for each request, so the same work takes somewhat longer). One upstream call's "
+        "share is the `gateway` row of the CPU-per-call table under *The upstream client's "
+        "transport*; the rest is receiving and answering the request (uvicorn, the "
+        "middlewares, the loader) and, for GraphQL, parsing the body and executing the "
+        "operation.",
+        "",
+        "| scenario | requests | gateway CPU per request ms | overhead at p50, upstream at "
+        "5 ms | upstream calls/request |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for cost in findings.request_costs:
+        cold, direct = findings.row(cost.key, "cold"), findings.row(cost.key, "direct")
+        added = cold.loads[1].percentile_ms(50) - direct.loads[1].percentile_ms(50)
+        lines.append(
+            f"| {cost.key} | {cost.load.completed} | {cost.cpu_ms_per_request:.2f} "
+            f"| {added:+.1f} ms | {number(cost.calls)} |"
+        )
+    return lines
+
+
 def memory_section(findings: Findings, seconds: float) -> list[str]:
     memory = findings.memory
     lines = ["## Memory stability", ""]
@@ -320,6 +350,8 @@ def render(
         *targets_section(evaluate_targets(findings, bench, scenarios)),
         "",
         *throughput_section(findings),
+        "",
+        *request_cost_section(findings),
         "",
         *memory_section(findings, bench.seconds),
         "",

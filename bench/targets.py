@@ -95,10 +95,17 @@ def check_rounds(findings: Findings, scenarios: Sequence[Scenario]) -> Check:
 def check_cold_overhead(findings: Findings, key: str) -> Check:
     cold, direct = findings.row(key, "cold").loads[1], findings.row(key, "direct").loads[1]
     added = cold.percentile_ms(50) - direct.percentile_ms(50)
+    cost = next((c for c in findings.request_costs if c.key == key), None)
+    spent = (
+        ""
+        if cost is None
+        else f" (the gateway's CPU per such request: {cost.cpu_ms_per_request:.2f} ms, see "
+        "*Where a cold request's overhead goes*)"
+    )
     return Check(
         f"Overhead: cold ({key}) adds under {OVERHEAD_BUDGET_MS:g} ms at p50 over the upstream",
         f"c=1: cold {cold.percentile_ms(50):.1f} ms, direct {direct.percentile_ms(50):.1f} ms: "
-        f"{added:+.1f} ms",
+        f"{added:+.1f} ms{spent}",
         added < OVERHEAD_BUDGET_MS,
     )
 

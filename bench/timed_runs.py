@@ -1,7 +1,8 @@
 """The timed runs: each (scenario, target) at concurrency 1 and 32, and throughput per core.
 
 ``direct`` runs against the upstream itself; ``naive``, ``cold`` and ``warm`` each get a fresh
-gateway. Throughput runs scenario A against the 0 ms upstream and reads the gateway's CPU time.
+gateway. Throughput runs scenario A against the 0 ms upstream and reads the gateway's CPU time;
+so do the request-cost runs of cold A and E, one request at a time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bench.findings import (
     CONCURRENCIES,
     HIGH,
     Bench,
+    RequestCost,
     Row,
     Throughput,
     counted,
@@ -87,13 +89,37 @@ def measure_gateway(bench: Bench, scenario: Scenario, target: str) -> Row:
 
 
 def measure_fast_cold(bench: Bench, scenarios: Sequence[Scenario]) -> None:
-    """Against the 0 ms upstream: cold A's throughput."""
+    """Against the 0 ms upstream: cold A's throughput, then cold A's and E's CPU per request."""
     upstream = bench.fast_upstream
     server = start_gateway(bench.procs, "gateway-cold-fast", upstream.url, "cold")
     try:
         bench.findings.throughput.append(throughput(bench, server, scenarios[0], "cold"))
+        for scenario in scenarios:
+            if scenario.key in COST_SCENARIOS:
+                bench.findings.request_costs.append(request_cost(bench, server, scenario))
     finally:
         bench.procs.stop(server.process)
+
+
+# The scenarios whose cold overhead the issue bounds: where their time goes.
+COST_SCENARIOS = ("A", "E")
+
+
+def request_cost(bench: Bench, server: Server, scenario: Scenario) -> RequestCost:
+    """One cold scenario at c=1 against the 0 ms upstream; CPU seconds from /proc around it."""
+    request = scenario.gateway_request(server.url)
+    warm_up(bench, f"request cost {scenario.key}", scenario, request)
+    cpu_before = cpu_seconds(server.pid)
+    load, calls = counted(
+        bench,
+        bench.fast_upstream,
+        lambda: run_hey(bench.hey, request, 1, bench.seconds, bench.work),
+    )
+    cpu = cpu_seconds(server.pid) - cpu_before
+    label = f"request cost cold {scenario.key} c=1"
+    note_failures(bench, label, load)
+    report_load(label, load, calls)
+    return RequestCost(scenario.key, load, calls, cpu)
 
 
 def throughput(bench: Bench, server: Server, scenario: Scenario, target: str) -> Throughput:
