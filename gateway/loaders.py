@@ -60,6 +60,14 @@ class ExecutionLoader(DataLoader[str, FetchedExecution]):
     def fetches(self) -> int:
         return sum(self.batch_sizes)
 
+    async def load_alone(self, key: str) -> FetchedExecution:
+        """``load`` for a request that reads one execution and nothing else (the REST route):
+        the same batch of one, without the queue that gathers a tick's loads into it."""
+        [outcome] = await self.batch_load_fn([key])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
     async def batch_load_fn(  # type: ignore[override]
         self, keys: Sequence[str]
     ) -> list[FetchedExecution | BaseException]:

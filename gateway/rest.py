@@ -90,7 +90,7 @@ async def answer(execution_id: str, loader: ExecutionLoader) -> Response:
     if canonical is None:
         return Response(status_code=400)  # the orchestrator's answer: 400, empty body
     try:
-        fetched = await loader.load(canonical)
+        fetched = await loader.load_alone(canonical)
     except (UpstreamFailure, Overloaded) as failure:
         loader.stats.error_codes.append(failure.code.value)
         return _failure_response(failure)

@@ -15,6 +15,7 @@ from gateway.context import Context
 from gateway.credentials import Credentials
 from gateway.demo.data import CHAIN_DEPTH, demo_id
 from gateway.demo.upstream import create_demo_app
+from gateway.errors import UpstreamAnswered
 from gateway.fetcher import ExecutionFetcher
 from gateway.loaders import ExecutionLoader
 from gateway.schema import build_schema
@@ -24,6 +25,7 @@ from tests.conftest import StartGateway, graphql
 from tests.servers import Recorder, serve
 
 LEAVES = [demo_id(f"eval/runner/case-{index}") for index in range(100)]
+MISSING_ID = "00000000-0000-4000-8000-000000000000"  # no demo execution has it
 WITH_PARENT_AND_ROOT = """
 query Leaves($ids: [ID!]!) { executions(ids: $ids) { id parent { id } root { id } } }
 """
@@ -212,3 +214,18 @@ async def test_the_readmes_sample_query_costs_five_calls_in_four_rounds(
     # The leaf; its parent and root together; then one per level, the root already known.
     assert loader.batch_sizes == [1, 2, 1, 1]
     assert len(upstream[1].execution_ids()) == 5
+
+
+@pytest.mark.anyio
+async def test_loading_one_execution_alone_is_one_round_of_one_with_its_own_failure(
+    loader: ExecutionLoader, upstream: tuple[str, Recorder]
+) -> None:
+    """The REST route's way: the same accounting as a batch, and a failure raised as such."""
+    found = await loader.load_alone(demo_id("research"))
+    with pytest.raises(UpstreamAnswered) as missing:
+        await loader.load_alone(MISSING_ID)
+
+    assert found.record.id == demo_id("research")
+    assert missing.value.status == 404
+    assert loader.batch_sizes == [1, 1]
+    assert upstream[1].execution_ids() == [demo_id("research"), MISSING_ID]
