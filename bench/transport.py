@@ -68,39 +68,48 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+# Run as a script, Python puts bench/ on the path, not the repository root the package sits in.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.processes import Processes, start_upstream
 from gateway.credentials import Credentials
 from gateway.demo.data import FANOUT_LEAVES, demo_id, seed
 from gateway.demo.upstream import DEMO_PROJECT_ID
 from gateway.errors import UpstreamAnswered
 from gateway.settings import Settings
-from gateway.upstream import EXECUTIONS_PATH, UpstreamClient
+from gateway.upstream import (
+    EXECUTIONS_PATH,
+    REQUEST_HEADERS,
+    UpstreamClient,
+    build_session,
+    request_timeouts,
+)
 
 ClientFactory = Callable[[], httpx.AsyncClient]
 T = TypeVar("T")
 
 # Calls each path makes before any is timed: its connection opened, its code paths run once.
 WARMUP_CALLS = 200
-# The gateway's default timeouts (connect, read, write, and the whole call as the pool timeout).
-CALL_TIMEOUT = httpx.Timeout(connect=2.0, read=10.0, write=10.0, pool=15.0)
+# The gateway's default settings: its timeouts and session, as gateway.upstream derives them.
+GATEWAY = Settings()
+CALL_TIMEOUT = request_timeouts(GATEWAY)
 # What the gateway sends on every upstream GET: its own headers and a caller's credentials.
 CALL_HEADERS = {
-    "accept": "application/json",
-    "accept-encoding": "gzip, deflate",
-    "user-agent": "polos-gateway",
+    **REQUEST_HEADERS,
     "authorization": "Bearer demo-benchmark-token",
     "x-project-id": DEMO_PROJECT_ID,
 }
@@ -223,18 +232,9 @@ class _NoCookies(DefaultCookiePolicy):
         return False
 
 
-def _gateway_session() -> aiohttp.ClientSession:
-    # The gateway's session (gateway/upstream.py): capped connector, no cookies, bodies as sent.
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=100),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-    )
-
-
 def _via_client(url: str) -> OpenPath:
     client = httpx.AsyncClient(
-        transport=AiohttpTransport(client=_gateway_session()),
+        transport=AiohttpTransport(client=build_session(GATEWAY)),
         timeout=CALL_TIMEOUT,
         # A raw jar keeps its policy; httpx.Cookies(...) would copy it into a default jar.
         cookies=CookieJar(policy=_NoCookies()),
@@ -252,7 +252,7 @@ def _via_client(url: str) -> OpenPath:
 
 
 def _via_transport(url: str) -> OpenPath:
-    transport = AiohttpTransport(client=_gateway_session())
+    transport = AiohttpTransport(client=build_session(GATEWAY))
     timeouts = CALL_TIMEOUT.as_dict()
 
     async def call() -> int:
@@ -268,7 +268,7 @@ def _via_transport(url: str) -> OpenPath:
 
 
 def _via_aiohttp(url: str) -> OpenPath:
-    session = _gateway_session()
+    session = build_session(GATEWAY)
     # The same timeouts as AiohttpTransport derives from CALL_TIMEOUT.
     timeout = aiohttp.ClientTimeout(
         sock_connect=CALL_TIMEOUT.connect, sock_read=CALL_TIMEOUT.read, connect=CALL_TIMEOUT.pool
@@ -286,7 +286,7 @@ def _via_aiohttp(url: str) -> OpenPath:
 
 def _via_gateway(url: str) -> OpenPath:
     base, _, execution_id = url.rpartition(EXECUTIONS_PATH)
-    upstream = UpstreamClient(Settings(upstream_url=base))
+    upstream = UpstreamClient(GATEWAY.model_copy(update={"upstream_url": base}))
     credentials = Credentials.from_request(CALL_HEADERS)
 
     async def call() -> int:
@@ -324,67 +324,13 @@ CALL_PATHS: tuple[CallPath, ...] = (
 )
 
 
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_upstream(port: int, latency_ms: float) -> subprocess.Popen[bytes]:
-    """Start the demo upstream in its own process; it answers after ``latency_ms``."""
-    command = [
-        sys.executable,
-        "-m",
-        "gateway",
-        "demo-upstream",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--latency-ms",
-        str(latency_ms),
-    ]
-    # The command is built from our own interpreter and integers, never from outside input.
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL)  # noqa: S603
-
-
-def wait_until_listening(process: subprocess.Popen[bytes], port: int, timeout: float) -> None:
-    """Block until the upstream accepts TCP connections on ``port``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the demo upstream exited with status {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"the demo upstream did not listen on port {port} within {timeout} s")
-
-
-def stop_upstream(process: subprocess.Popen[bytes]) -> None:
-    """Stop the upstream process (and only it), killing it if it does not exit in time."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
-def against_upstream(latency_ms: float, work: Callable[[int], T]) -> T:
-    """Run ``work(port)`` while a demo upstream answering after ``latency_ms`` serves ``port``."""
-    port = free_port()
-    upstream = start_upstream(port, latency_ms)
-    try:
-        wait_until_listening(upstream, port, timeout=30)
-        return work(port)
-    finally:
-        stop_upstream(upstream)
+def against_upstream(latency_ms: float, work: Callable[[str], T]) -> T:
+    """Run ``work(base_url)`` while a demo upstream answering after ``latency_ms`` serves it."""
+    with (
+        tempfile.TemporaryDirectory(prefix="polos-transport-") as logs,
+        Processes(Path(logs)) as procs,
+    ):
+        return work(start_upstream(procs, latency_ms).url)
 
 
 async def _round(client: httpx.AsyncClient, urls: Sequence[str]) -> tuple[float, int]:
@@ -566,17 +512,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = seed()
     ids = [demo_id(f"eval/runner/case-{index}") for index in range(FANOUT_LEAVES)]
     assert all(execution_id in store.executions for execution_id in ids)
-    path = "/api/v1/executions/"
     variants = [v for v in VARIANTS if args.only is None or v.key in args.only]
 
-    def rounds(port: int) -> list[Result]:
+    def rounds(upstream: str) -> list[Result]:
         # Distinct ids, as a fan-out asks; beyond the fan-out's size they repeat.
-        base = f"http://127.0.0.1:{port}{path}"
-        urls = [base + ids[index % len(ids)] for index in range(args.concurrency)]
+        urls = [
+            upstream + EXECUTIONS_PATH + ids[index % len(ids)] for index in range(args.concurrency)
+        ]
         return run(run_all(variants, urls, args.rounds), args.loop)
 
-    def per_call(port: int) -> list[CallResult]:
-        url = f"http://127.0.0.1:{port}{path}{ids[0]}"
+    def per_call(upstream: str) -> list[CallResult]:
+        url = upstream + EXECUTIONS_PATH + ids[0]
         return run(measure_calls(CALL_PATHS, url, args.calls, args.repeats), args.loop)
 
     results = against_upstream(args.latency_ms, rounds)

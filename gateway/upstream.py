@@ -144,23 +144,34 @@ class _BodyTooLarge(Exception):
 # What every upstream request carries besides the caller's credentials. No cookie jar, no
 # redirects, no proxies from the environment: the transport is called directly (see
 # UpstreamClient._read), so nothing an upstream sets is ever replayed for another caller.
-_REQUEST_HEADERS = {
+REQUEST_HEADERS = {
     "accept": "application/json",
     "accept-encoding": "gzip, deflate",
     "user-agent": "polos-gateway",
 }
 
 
-def _build_transport(settings: Settings) -> httpx.AsyncBaseTransport:
+def request_timeouts(settings: Settings) -> httpx.Timeout:
+    """Each upstream request's timeouts: connecting, reading, and waiting for a connection,
+    which may take the whole call."""
+    return httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.read_timeout,
+        write=settings.read_timeout,
+        pool=settings.upstream_timeout,
+    )
+
+
+def build_session(settings: Settings) -> aiohttp.ClientSession:
+    """The one HTTP session a process calls the orchestrator on; make it inside the loop."""
     # The aiohttp transport keeps ~100 concurrent requests on reused connections at about one
     # upstream latency, where httpx's own pool queues them (docs/benchmarks.md). The session
     # is ours so that its connector carries the cap and its cookie jar stays empty.
-    session = aiohttp.ClientSession(
+    return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=settings.max_concurrent_upstream),
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,
     )
-    return AiohttpTransport(client=session)
 
 
 def _outcome_labels(outcome: object) -> tuple[str, str]:
@@ -224,13 +235,10 @@ class UpstreamClient:
         self._attempts = settings.retry_attempts
         self._backoff_base = settings.retry_backoff_base
         self._backoff_max = settings.retry_backoff_max
-        self._transport = transport if transport is not None else _build_transport(settings)
-        self._timeouts = httpx.Timeout(
-            connect=settings.connect_timeout,
-            read=settings.read_timeout,
-            write=settings.read_timeout,
-            pool=settings.upstream_timeout,
-        ).as_dict()
+        self._transport = (
+            transport if transport is not None else AiohttpTransport(client=build_session(settings))
+        )
+        self._timeouts = request_timeouts(settings).as_dict()
         self.bulkhead = Bulkhead(
             limit=settings.max_concurrent_upstream, queue=settings.max_queued_upstream
         )
@@ -458,7 +466,7 @@ class UpstreamClient:
         request = httpx.Request(
             method,
             url,
-            headers=_REQUEST_HEADERS | request_headers,
+            headers=REQUEST_HEADERS | request_headers,
             extensions={"timeout": self._timeouts},
         )
         response = await self._transport.handle_async_request(request)
