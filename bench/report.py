@@ -16,7 +16,7 @@ from bench.memory import MEMORY_RUNS, MEMORY_WARMUP_RUNS
 from bench.processes import GATEWAY_ENV, TARGET_MEANING
 from bench.profiling import PROFILE_RATE, SPINE_SHARE
 from bench.scenarios import ANCESTOR_LIMIT, FANOUT_SIZE, Scenario
-from bench.targets import Check, evaluate_targets, number
+from bench.targets import Check, cold_overhead_ms, evaluate_targets, number
 
 TRANSPORT_ROUNDS = 5
 
@@ -139,11 +139,9 @@ def request_cost_section(findings: Findings) -> list[str]:
         "|---|---:|---:|---:|---:|",
     ]
     for cost in findings.request_costs:
-        cold, direct = findings.row(cost.key, "cold"), findings.row(cost.key, "direct")
-        added = cold.loads[1].percentile_ms(50) - direct.loads[1].percentile_ms(50)
         lines.append(
             f"| {cost.key} | {cost.load.completed} | {cost.cpu_ms_per_request:.2f} "
-            f"| {added:+.1f} ms | {number(cost.calls)} |"
+            f"| {cold_overhead_ms(findings, cost.key):+.1f} ms | {number(cost.calls)} |"
         )
     return lines
 

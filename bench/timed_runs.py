@@ -106,37 +106,36 @@ COST_SCENARIOS = ("A", "E")
 
 
 def request_cost(bench: Bench, server: Server, scenario: Scenario) -> RequestCost:
-    """One cold scenario at c=1 against the 0 ms upstream; CPU seconds from /proc around it."""
-    request = scenario.gateway_request(server.url)
-    warm_up(bench, f"request cost {scenario.key}", scenario, request)
-    cpu_before = cpu_seconds(server.pid)
-    load, calls = counted(
-        bench,
-        bench.fast_upstream,
-        lambda: run_hey(bench.hey, request, 1, bench.seconds, bench.work),
-    )
-    cpu = cpu_seconds(server.pid) - cpu_before
-    label = f"request cost cold {scenario.key} c=1"
-    note_failures(bench, label, load)
-    report_load(label, load, calls)
+    """One cold scenario at c=1 against the 0 ms upstream, with the gateway's CPU time."""
+    load, calls, cpu = _cpu_timed(bench, server, scenario, 1, f"request cost cold {scenario.key}")
     return RequestCost(scenario.key, load, calls, cpu)
 
 
 def throughput(bench: Bench, server: Server, scenario: Scenario, target: str) -> Throughput:
-    """Scenario A at c=32 on one worker; CPU seconds from /proc around the run."""
+    """Scenario A at c=32 on one worker, with the gateway's CPU time."""
+    label = f"throughput {target} {scenario.key}"
+    load, calls, cpu = _cpu_timed(bench, server, scenario, HIGH, label)
+    at_once(bench, label, scenario, server, scenario.gateway_request(server.url), HIGH)
+    return Throughput(target, load, calls, cpu)
+
+
+def _cpu_timed(
+    bench: Bench, server: Server, scenario: Scenario, concurrency: int, label: str
+) -> tuple[Load, float, float]:
+    """hey against the 0 ms upstream after a warm-up: the load, upstream calls per request and
+    the gateway process's CPU seconds (from /proc) around it."""
     request = scenario.gateway_request(server.url)
-    warm_up(bench, f"throughput {target}", scenario, request)
+    warm_up(bench, label, scenario, request)
     cpu_before = cpu_seconds(server.pid)
     load, calls = counted(
         bench,
         bench.fast_upstream,
-        lambda: run_hey(bench.hey, request, HIGH, bench.seconds, bench.work),
+        lambda: run_hey(bench.hey, request, concurrency, bench.seconds, bench.work),
     )
     cpu = cpu_seconds(server.pid) - cpu_before
-    note_failures(bench, f"throughput {target} A", load)
-    report_load(f"throughput {target} A", load, calls)
-    at_once(bench, f"throughput {target} A", scenario, server, request, HIGH)
-    return Throughput(target, load, calls, cpu)
+    note_failures(bench, label, load)
+    report_load(label, load, calls)
+    return load, calls, cpu
 
 
 def measure_fast_warm(bench: Bench, scenario: Scenario, profile: bool) -> None:
