@@ -183,12 +183,13 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 def freeze_startup_heap() -> None:
     """Take what exists once the app is built out of the cyclic garbage collector's sight.
 
-    The imported modules, the schema, the settings and the app are about 100,000 objects that
-    live as long as the process. Every full collection walked them all: under load that was a
-    pause of 50-70 ms a few times a second, which set the p99 of cached answers. Frozen, they
-    are still freed by reference counting, but a cycle among them that becomes garbage later
-    is never collected. So call this once per process, after building what the process keeps
-    until it exits; the collection just before leaves no garbage frozen.
+    The imported modules, the schema, the settings and the app are tens of thousands of
+    objects (tests/test_startup_heap.py counts them) that live as long as the process. Every
+    full collection walked them all, pausing the process under load often enough to set the
+    p99 of cached answers. Frozen, they are still freed by reference counting, but a cycle
+    among them that becomes garbage later is never collected. So call this once per process,
+    after building what the process keeps until it exits; the collection just before leaves
+    no garbage frozen.
     """
     gc.collect()
     gc.freeze()

@@ -66,7 +66,7 @@ class Credentials:
         """``from_request`` over an ASGI scope's header list, in one pass over it.
 
         Every request is asked this once or twice; a lookup per name in Starlette's
-        ``Headers`` scans the whole list each time (a tenth of a cached REST answer).
+        ``Headers`` scans the whole list each time.
         """
         names, wanted = _raw_names(tuple(header_names))
         first: dict[str, str] = {}
