@@ -6,7 +6,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from opentelemetry import metrics as otel_metrics
 from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -169,27 +172,34 @@ def test_without_otel_variables_tracing_is_off_and_the_traceparent_passes_unchan
     assert received.headers["traceparent"] == CLIENT_TRACEPARENT
 
 
-def test_a_process_wide_tracer_provider_adds_no_spans_of_fastapis_own(
+def test_process_wide_providers_get_nothing_from_fastapis_own_telemetry(
     monkeypatch: pytest.MonkeyPatch,
     exporter: InMemorySpanExporter,
     start_gateway: StartGateway,
     upstream: tuple[str, Recorder],
 ) -> None:
-    """The gateway traces itself, only when asked; FastAPI's built-in telemetry would add a
-    second server span to every request wherever an agent sets the global provider."""
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(otel_trace, "get_tracer_provider", lambda: provider)
+    """The gateway traces and counts itself, only when asked; FastAPI's built-in telemetry
+    would add a second server span and its own request metrics wherever an agent sets the
+    global providers."""
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    monkeypatch.setattr(otel_trace, "get_tracer_provider", lambda: tracer_provider)
+    monkeypatch.setattr(otel_metrics, "get_meter_provider", lambda: meter_provider)
     client = start_gateway(upstream[0])
 
     try:
         answer = client.get(f"/api/v1/executions/{demo_id('research')}")
         graphql(client, TREE_QUERY, {"id": demo_id("research/writer")})
+        metrics = reader.get_metrics_data()
     finally:
-        provider.shutdown()
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
 
     assert answer.status_code == 200
     assert exporter.get_finished_spans() == ()
+    assert metrics is None or not metrics.resource_metrics
 
 
 @pytest.mark.usefixtures("no_otel_environment")
