@@ -55,7 +55,7 @@ def request_credentials(
     headers = MutableHeaders(
         raw=[
             (name, value)
-            for name, value in connection.headers.raw
+            for name, value in connection.scope["headers"]
             if ambient_cookies or name != b"cookie"
         ]
     )
