@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import overload
 
 import orjson
@@ -65,6 +66,26 @@ from gateway.settings import Settings
 
 JSON_MEDIA_TYPE = "application/json"
 NOT_FRAMED = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+# What an Accept header names to ask Strawberry for a streamed answer (multipart/mixed,
+# text/event-stream); any mention sends a request the long way, for Strawberry to decide.
+_STREAM_MEDIA_TYPES = ("multipart/", "text/event-stream")
+# The request's body and its parse, for `parse_json` to give again within the same request
+# (each request runs in a task of its own, so the value never reaches another request).
+_parsed_body: ContextVar[tuple[bytes, object] | None] = ContextVar("parsed_body", default=None)
+# Where a request notes the kept answer it looked for in vain (its ASGI scope's state).
+_MISSED_ANSWER = "gateway.missed_answer"
+
+
+def _media_type(content_type: str | None) -> str:
+    media_type, _ = parse_content_type(content_type or "")
+    return media_type
+
+
+def _count_kept(stats: RequestStats | None, kept: KeptAnswer) -> None:
+    """A request answered with a kept answer counts as its operation, and as a cache hit."""
+    count_operation(stats, kept.operation_name, ())
+    if stats is not None:
+        stats.cache_hits += 1
 
 
 async def get_context(connection: HTTPConnection) -> Context:
@@ -139,7 +160,7 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
         self, request: AsyncHTTPRequestAdapter
     ) -> GraphQLRequestData | list[GraphQLRequestData]:
         if request.method == "POST":
-            media_type, _ = parse_content_type(request.content_type or "")
+            media_type = _media_type(request.content_type)
             if media_type != JSON_MEDIA_TYPE:
                 raise HTTPException(
                     415,
@@ -147,8 +168,11 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
                     f"{media_type or 'none'}); form and text bodies are refused so that no web "
                     "page can send operations with its visitors' credentials.",
                 )
-            # Strawberry reads (and caches) the same body again below.
-            body = self.parse_json(await request.get_body())
+            # Strawberry reads the same body again below, and parses it through `parse_json`,
+            # which gives it this parse rather than a second one.
+            raw = await request.get_body()
+            body = self.parse_json(raw)
+            _parsed_body.set((raw, body))
             if isinstance(body, list):
                 raise HTTPException(
                     400, "Batched operations are not accepted: send one operation per request."
@@ -158,6 +182,59 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
                     400, "The request body must be a JSON object with a `query` member."
                 )
         return await super().parse_http_body(request)
+
+    def parse_json(self, data: str | bytes) -> object:
+        parsed = _parsed_body.get()
+        if parsed is not None and parsed[0] is data:
+            return parsed[1]  # this request's body, parsed once already
+        return super().parse_json(data)
+
+    async def answer_kept(self, request: Request) -> Response | None:
+        """A kept answer (``gateway.response_cache``) to a plain POST, before Strawberry's
+        view; None when there is none, or when the request is anything but plain.
+
+        Finding a kept answer costs little next to building the context and walking the
+        view around it (parsing the request twice over, negotiating, building the result),
+        which the benchmark's profile of warm A showed as a large share of the request. The
+        answer is the one ``execute_operation`` would give, byte for byte (a test compares
+        them). It qualifies only when nothing
+        the view checks could come out otherwise: a JSON object POSTed as exactly
+        ``application/json``, with a string ``query``, object or null ``variables``, no
+        ``extensions`` (persisted queries resolve in the view) and no ``Accept`` that could
+        ask for a stream; a kept answer exists only for a query that ran without errors
+        with the same credentials, document, operation name and variables. Everything else
+        goes to the view unchanged, where ``execute_operation`` does not ask again for an
+        answer found missing here.
+        """
+        responses: ResponseCache | None = request.app.state.responses
+        headers = request.headers
+        if (
+            responses is None
+            or request.method != "POST"
+            or _media_type(headers.get("content-type")) != JSON_MEDIA_TYPE
+            or any(kind in headers.get("accept", "") for kind in _STREAM_MEDIA_TYPES)
+        ):
+            return None
+        raw = await request.body()
+        try:
+            body = self.parse_json(raw)
+        except ValueError:
+            return None  # the view answers that it is not JSON
+        _parsed_body.set((raw, body))
+        if not isinstance(body, dict) or body.get("extensions") is not None:
+            return None
+        query, variables = body.get("query"), body.get("variables")
+        if not isinstance(query, str) or not isinstance(variables, dict | None):
+            return None
+        credentials = request_credentials(request)
+        fingerprint = request.app.state.fetcher.fingerprint(credentials)
+        key = responses.key(fingerprint, query, body.get("operationName"), variables)
+        kept = await responses.get(key)
+        if kept is None:
+            request.scope["state"][_MISSED_ANSWER] = key
+            return None
+        _count_kept(request.scope["state"].get(SCOPE_KEY), kept)
+        return Response(self.encode_json({"data": kept.data}), media_type=JSON_MEDIA_TYPE)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """``connection_init``'s payload may carry the credentials a browser cannot put on
@@ -218,10 +295,11 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
             request_data.operation_name,
             request_data.variables,
         )
-        kept = await responses.get(key)
+        # `answer_kept` may have looked for this very answer already: ask once per request.
+        missed = request.scope.get("state", {}).get(_MISSED_ANSWER)
+        kept = None if key == missed else await responses.get(key)
         if kept is not None:
-            count_operation(context.loader.stats, kept.operation_name, ())
-            context.loader.stats.cache_hits += 1
+            _count_kept(context.loader.stats, kept)
             return ExecutionResult(data=kept.data, errors=None)
         result = await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response

@@ -92,8 +92,13 @@ class HotRoutes:
         await self.app(scope, receive, send)
 
     async def _graphql(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """What Strawberry's FastAPI handlers do, with the context built directly."""
+        """What Strawberry's FastAPI handlers do, with the context built directly; a kept
+        answer before anything else (``GatewayGraphQLRouter.answer_kept``)."""
         request = Request(scope, receive)
+        kept = await self.graphql.answer_kept(request)
+        if kept is not None:
+            await kept(scope, receive, send)
+            return
         context = await get_context(request)
         # FastAPI's sub-response for a route: no status yet, no content-length; Strawberry
         # copies its status and headers into the answer.

@@ -5,6 +5,7 @@ Counted at the upstream and in ``/metrics`` (``cache_hits{backend="response"}``)
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -175,4 +176,64 @@ def test_each_operation_of_a_document_is_an_answer_of_its_own(
 
     assert ids["data"] == ids_again["data"] == {"execution": {"id": COMPLETED_LEAF}}
     assert workflows["data"] == workflows_again["data"] == {"execution": {"workflowId": "llm_call"}}
+    assert moved(before, scrape(client), HITS, backend="response") == 2
+
+
+MISSES = "polos_gateway_cache_misses_total"
+
+
+def test_a_kept_answer_is_the_first_answer_byte_for_byte_headers_included(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    client = start_gateway(upstream[0])
+    body = {"query": TREE, "variables": {"id": COMPLETED_LEAF}}
+    first = client.post("/graphql", json=body)
+    before = scrape(client)
+
+    second = client.post("/graphql", json=body)
+
+    assert moved(before, scrape(client), HITS, backend="response") == 1
+    assert second.content == first.content
+    unique = {"x-request-id", "date"}
+    assert {k: v for k, v in second.headers.items() if k not in unique} == {
+        k: v for k, v in first.headers.items() if k not in unique
+    }
+
+
+def test_a_request_that_finds_no_kept_answer_looks_once(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    client = start_gateway(upstream[0])
+    before = scrape(client)
+
+    graphql(client, TREE, {"id": COMPLETED_LEAF})
+
+    assert moved(before, scrape(client), MISSES, backend="response") == 1
+
+
+def test_what_the_view_refuses_is_refused_even_with_an_answer_kept(
+    start_gateway: StartGateway, upstream: tuple[str, Recorder]
+) -> None:
+    """A kept answer is given only to a request the view would have run: each of these
+    differs from the kept one only in how it asks, and is answered as without a cache."""
+    client = start_gateway(upstream[0])
+    body = {"query": TREE, "variables": {"id": COMPLETED_LEAF}}
+    kept = graphql(client, TREE, {"id": COMPLETED_LEAF})
+    encoded = json.dumps(body)
+    before = scrape(client)
+
+    as_text = client.post("/graphql", content=encoded, headers={"content-type": "text/plain"})
+    as_batch = client.post("/graphql", json=[body])
+    unknown_hash = {**body, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0"}}}
+    with_wrong_hash = client.post("/graphql", json=unknown_hash)
+
+    assert as_text.status_code == 415
+    assert as_batch.status_code == 400
+    assert with_wrong_hash.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert moved(before, scrape(client), HITS, backend="response") == 0
+    # The same request asked plainly, as a POST or a GET, still gets the kept answer.
+    again = graphql(client, TREE, {"id": COMPLETED_LEAF})
+    params = {"query": TREE, "variables": json.dumps(body["variables"])}
+    over_get = client.get("/graphql", params=params)
+    assert again == over_get.json() == kept
     assert moved(before, scrape(client), HITS, backend="response") == 2
