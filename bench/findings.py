@@ -69,6 +69,16 @@ class RequestCost:
 
 
 @dataclass(frozen=True)
+class Floor:
+    """A bare pass-through proxy (bench/passthrough.py) serving E's request at c=1: timed in
+    front of the run's upstream, and CPU-timed in front of the 0 ms one. What any gateway on
+    uvicorn and aiohttp adds before doing anything of its own."""
+
+    load: Load
+    cost: RequestCost
+
+
+@dataclass(frozen=True)
 class Memory:
     """The warm gateway's RSS over a long run of scenario C."""
 
@@ -101,6 +111,7 @@ class Findings:
     bursts: dict[str, int] = field(default_factory=dict)  # scenario key -> upstream calls
     throughput: list[Throughput] = field(default_factory=list)
     request_costs: list[RequestCost] = field(default_factory=list)
+    floor: Floor | None = None
     memory: Memory | None = None
     profile: Profile | str | None = None  # a str says why there is none
     transport: str = ""

@@ -162,6 +162,17 @@ def start_gateway(procs: Processes, name: str, upstream: str, target: str) -> Se
     return server
 
 
+def start_passthrough(procs: Processes, upstream: Server) -> Server:
+    """A bare pass-through proxy (bench/passthrough.py) in front of ``upstream``."""
+    port = free_port()
+    name = f"passthrough-{port}"
+    command = [sys.executable, str(ROOT / "bench" / "passthrough.py"), "--port", str(port)]
+    command += ["--upstream-url", upstream.url]
+    server = Server(f"http://127.0.0.1:{port}", procs.start(name, command))
+    wait_until_serving(procs, name, server, "/health")
+    return server
+
+
 def upstream_count(upstream: str) -> int:
     """Execution requests the demo upstream has answered so far."""
     status, body = http_call(Request("GET", f"{upstream}/_demo/stats"))

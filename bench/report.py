@@ -16,7 +16,13 @@ from bench.memory import MEMORY_RUNS, MEMORY_WARMUP_RUNS
 from bench.processes import GATEWAY_ENV, TARGET_MEANING
 from bench.profiling import PROFILE_RATE, SPINE_SHARE
 from bench.scenarios import ANCESTOR_LIMIT, FANOUT_SIZE, Scenario
-from bench.targets import Check, cold_overhead_ms, evaluate_targets, number
+from bench.targets import (
+    Check,
+    cold_overhead_ms,
+    evaluate_targets,
+    floor_overhead_ms,
+    number,
+)
 
 TRANSPORT_ROUNDS = 5
 
@@ -134,7 +140,7 @@ def request_cost_section(findings: Findings) -> list[str]:
         "middlewares, the loader) and, for GraphQL, parsing the body and executing the "
         "operation.",
         "",
-        "| scenario | requests | gateway CPU per request ms | overhead at p50, upstream at "
+        "| scenario | requests | CPU per request ms, serving process | overhead at p50, upstream at "
         "5 ms | upstream calls/request |",
         "|---|---:|---:|---:|---:|",
     ]
@@ -143,6 +149,23 @@ def request_cost_section(findings: Findings) -> list[str]:
             f"| {cost.key} | {cost.load.completed} | {cost.cpu_ms_per_request:.2f} "
             f"| {cold_overhead_ms(findings, cost.key):+.1f} ms | {number(cost.calls)} |"
         )
+    floor = findings.floor
+    if floor is not None:
+        lines.append(
+            f"| {floor.cost.key} through a bare pass-through (the floor) | "
+            f"{floor.cost.load.completed} | {floor.cost.cpu_ms_per_request:.2f} "
+            f"| {floor_overhead_ms(findings):+.1f} ms | {number(floor.cost.calls)} |"
+        )
+        lines += [
+            "",
+            "The last row is the floor under these figures: `bench/passthrough.py`, an ASGI app "
+            "that relays the GET on the gateway's own aiohttp session and sends back the "
+            "upstream's status, content type and body, and does nothing else (no checks, no "
+            "credentials, no cache, no metrics, no log line), served by uvicorn as the gateway "
+            "is. Its process's CPU per request and its overhead are measured the same way, in "
+            "the same run: what any gateway on uvicorn and aiohttp adds on this machine before "
+            "doing anything of its own. What the gateway adds above it is its own work.",
+        ]
     return lines
 
 

@@ -98,16 +98,26 @@ def cold_overhead_ms(findings: Findings, key: str) -> float:
     return cold.percentile_ms(50) - direct.percentile_ms(50)
 
 
+def floor_overhead_ms(findings: Findings) -> float:
+    """What the bare pass-through adds to E's request at p50, c=1, over the upstream alone."""
+    if findings.floor is None:
+        return math.nan
+    direct = findings.row(findings.floor.cost.key, "direct").loads[1]
+    return findings.floor.load.percentile_ms(50) - direct.percentile_ms(50)
+
+
 def check_cold_overhead(findings: Findings, key: str) -> Check:
     cold, direct = findings.row(key, "cold").loads[1], findings.row(key, "direct").loads[1]
     added = cold_overhead_ms(findings, key)
     cost = next((c for c in findings.request_costs if c.key == key), None)
-    spent = (
-        ""
-        if cost is None
-        else f" (the gateway's CPU per such request: {cost.cpu_ms_per_request:.2f} ms, see "
-        "*Where a cold request's overhead goes*)"
-    )
+    notes = []
+    if cost is not None:
+        notes.append(f"the gateway's CPU per such request: {cost.cpu_ms_per_request:.2f} ms")
+    if findings.floor is not None:
+        notes.append(
+            f"a bare uvicorn and aiohttp pass-through adds {floor_overhead_ms(findings):+.1f} ms"
+        )
+    spent = f" ({'; '.join(notes)}; see *Where a cold request's overhead goes*)" if notes else ""
     return Check(
         f"Overhead: cold ({key}) adds under {OVERHEAD_BUDGET_MS:g} ms at p50 over the upstream",
         f"c=1: cold {cold.percentile_ms(50):.1f} ms, direct {direct.percentile_ms(50):.1f} ms: "

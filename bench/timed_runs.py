@@ -17,6 +17,7 @@ from bench.findings import (
     CONCURRENCIES,
     HIGH,
     Bench,
+    Floor,
     RequestCost,
     Row,
     Throughput,
@@ -26,7 +27,13 @@ from bench.findings import (
     warm_up,
 )
 from bench.load import Load, _client_once, run_client_load, run_hey
-from bench.processes import Server, cpu_seconds, proc_status_mib, start_gateway
+from bench.processes import (
+    Server,
+    cpu_seconds,
+    proc_status_mib,
+    start_gateway,
+    start_passthrough,
+)
 from bench.profiling import run_profile
 from bench.scenarios import ROOT_ID, Request, Scenario
 
@@ -99,6 +106,31 @@ def measure_fast_cold(bench: Bench, scenarios: Sequence[Scenario]) -> None:
                 bench.findings.request_costs.append(request_cost(bench, server, scenario))
     finally:
         bench.procs.stop(server.process)
+
+
+def measure_floor(bench: Bench, scenario: Scenario) -> Floor:
+    """A bare pass-through serving ``scenario``'s GET at c=1: timed in front of the run's
+    upstream (beside the direct and cold rows), then CPU-timed in front of the 0 ms one."""
+    label = f"pass-through {scenario.key}"
+    server = start_passthrough(bench.procs, bench.upstream)
+    try:
+        request = scenario.gateway_request(server.url)
+        warm_up(bench, label, scenario, request)
+        load, calls = counted(
+            bench,
+            bench.upstream,
+            lambda: run_hey(bench.hey, request, 1, bench.seconds, bench.work),
+        )
+        note_failures(bench, f"{label} c=1", load)
+        report_load(f"{label} c=1", load, calls)
+    finally:
+        bench.procs.stop(server.process)
+    server = start_passthrough(bench.procs, bench.fast_upstream)
+    try:
+        timed = _cpu_timed(bench, server, scenario, 1, f"request cost {label}")
+    finally:
+        bench.procs.stop(server.process)
+    return Floor(load, RequestCost(scenario.key, *timed))
 
 
 # The scenarios whose cold overhead the issue bounds: where their time goes.
