@@ -234,7 +234,7 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
             request.scope["state"][_MISSED_ANSWER] = key
             return None
         _count_kept(request.scope["state"].get(SCOPE_KEY), kept)
-        return Response(self.encode_json({"data": kept.data}), media_type=JSON_MEDIA_TYPE)
+        return Response(kept.body, media_type=JSON_MEDIA_TYPE)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """``connection_init``'s payload may carry the credentials a browser cannot put on
@@ -312,7 +312,9 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
             and context.loader.fetches > 0
             and context.loader.only_final
         ):
-            await responses.put(key, KeptAnswer(context.operation_name, result.data))
+            # Encoded as the view is about to send it, so a hit is sent again as it is.
+            answer = self.encode_json(await self.process_result(request, result))
+            await responses.put(key, KeptAnswer(context.operation_name, answer))
         return result
 
     @overload

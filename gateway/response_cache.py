@@ -16,17 +16,21 @@ What is kept, and for whom:
 * for ``cache_final_ttl``, in a bounded LRU of its own (``response_cache_max_entries``,
   ``response_cache_max_bytes``); nothing with the cache switched off.
 
+An answer is kept as the bytes it was sent as (``{"data": …}``, encoded once), so a hit is
+sent again as it is, without decoding or encoding anything.
+
 Usage::
 
     responses = ResponseCache.from_settings(settings)
     key = responses.key(fingerprint, query, operation_name, variables)
     kept = await responses.get(key)        # None: run the query, then, if it qualifies,
-    await responses.put(key, KeptAnswer(operation_name, result.data))
+    await responses.put(key, KeptAnswer(operation_name, encoded_answer))
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,20 +83,26 @@ class ResponseCache:
         kept = await self._store.get(key)
         if kept is None:
             return None
-        answer = orjson.loads(kept.body)
-        return KeptAnswer(answer["operation"], answer["data"])
+        # An operation name is a GraphQL name ([_A-Za-z][_0-9A-Za-z]*): never empty, never
+        # holding a newline, so an empty first line is no name.
+        name, _, body = kept.body.partition(b"\n")
+        return KeptAnswer(name.decode() or None, body)
 
     async def put(self, key: CacheKey, answer: KeptAnswer) -> None:
-        try:
-            body = orjson.dumps({"operation": answer.operation_name, "data": answer.data})
-        except TypeError:
-            return  # integers beyond 64 bits in a payload: answered, not kept
-        await self._store.put(key, CachedAnswer(200, body), self._ttl)
+        envelope = (answer.operation_name or "").encode() + b"\n" + answer.body
+        await self._store.put(key, CachedAnswer(200, envelope), self._ttl)
 
 
 @dataclass(frozen=True, slots=True)
 class KeptAnswer:
-    """A query's data, and the name its operation ran under (for metrics and the log)."""
+    """A query's answer as it was sent, and the name its operation ran under (for metrics
+    and the log)."""
 
     operation_name: str | None
-    data: dict[str, Any]
+    body: bytes  # the encoded ``{"data": …}``
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The answer's data, decoded again; exact for integers of any size."""
+        data: dict[str, Any] = json.loads(self.body)["data"]
+        return data

@@ -237,3 +237,26 @@ def test_what_the_view_refuses_is_refused_even_with_an_answer_kept(
     over_get = client.get("/graphql", params=params)
     assert again == over_get.json() == kept
     assert moved(before, scrape(client), HITS, backend="response") == 2
+
+
+def test_an_answer_with_integers_beyond_64_bits_is_kept_and_given_again_exactly(
+    stepped: tuple[str, SteppedUpstream], start_gateway: StartGateway
+) -> None:
+    url, upstream = stepped
+    huge = 2**64 + 1
+    body = execution_body(EXECUTION_ID, status="completed", payload={"n": huge})
+    upstream.script(EXECUTION_ID, Step(body))
+    client = start_gateway(url)
+    query = "query Payload($id: ID!) { execution(id: $id) { payload } }"
+    variables = {"id": EXECUTION_ID}
+    first = client.post("/graphql", json={"query": query, "variables": variables})
+    before = scrape(client)
+
+    again = client.post("/graphql", json={"query": query, "variables": variables})
+    params = {"query": query, "variables": json.dumps(variables)}
+    over_get = client.get("/graphql", params=params)
+
+    assert moved(before, scrape(client), HITS, backend="response") == 2
+    assert json.loads(first.content)["data"]["execution"]["payload"] == {"n": huge}
+    assert again.content == first.content
+    assert json.loads(over_get.content) == json.loads(first.content)
