@@ -8,6 +8,7 @@ count upstream calls around a load, warm a target up and print progress.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,10 @@ from bench.scenarios import Request, Scenario, answer_problem
 
 CONCURRENCIES = (1, 32)
 HIGH = CONCURRENCIES[-1]
+# The alternating rounds (bench/paired.py): how many, and the labels beside scenario keys.
+PAIRED_ROUNDS = 5
+DIRECT = "direct"
+FLOOR = "pass-through"
 
 
 def log(message: str) -> None:
@@ -79,6 +84,27 @@ class Floor:
 
 
 @dataclass(frozen=True)
+class Rounds:
+    """Alternating rounds (bench/paired.py): one load per round for each label (``direct``,
+    a scenario key, ``pass-through``)."""
+
+    target: str  # the gateway's: cold or warm
+    concurrency: int
+    seconds: float
+    loads: dict[str, list[Load]]
+
+    def median_ms(self, label: str, percent: float) -> float:
+        return statistics.median(load.percentile_ms(percent) for load in self.loads[label])
+
+    def differences_ms(self, label: str, percent: float) -> list[float]:
+        """Each round's ``label`` percentile minus the upstream's, in round order."""
+        return [
+            load.percentile_ms(percent) - direct.percentile_ms(percent)
+            for load, direct in zip(self.loads[label], self.loads[DIRECT], strict=True)
+        ]
+
+
+@dataclass(frozen=True)
 class Memory:
     """The warm gateway's RSS over a long run of scenario C."""
 
@@ -112,6 +138,8 @@ class Findings:
     throughput: list[Throughput] = field(default_factory=list)
     request_costs: list[RequestCost] = field(default_factory=list)
     floor: Floor | None = None
+    cold_rounds: Rounds | None = None  # c=1: direct, cold A and E, the pass-through
+    warm_rounds: Rounds | None = None  # c=32: direct, warm A and E
     memory: Memory | None = None
     profile: Profile | str | None = None  # a str says why there is none
     transport: str = ""

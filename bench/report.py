@@ -10,7 +10,16 @@ from collections.abc import Sequence
 
 from bench.bursts import BURST_SIZE, RECORDING_LATENCY_MS
 from bench.environment import machine
-from bench.findings import CONCURRENCIES, HIGH, Bench, Findings, Profile
+from bench.findings import (
+    CONCURRENCIES,
+    DIRECT,
+    FLOOR,
+    HIGH,
+    PAIRED_ROUNDS,
+    Bench,
+    Findings,
+    Profile,
+)
 from bench.load import CLIENT_CONNECTIONS
 from bench.memory import MEMORY_RUNS, MEMORY_WARMUP_RUNS
 from bench.processes import GATEWAY_ENV, TARGET_MEANING
@@ -140,8 +149,8 @@ def request_cost_section(findings: Findings) -> list[str]:
         "middlewares, the loader) and, for GraphQL, parsing the body and executing the "
         "operation.",
         "",
-        "| scenario | requests | CPU per request ms, serving process | overhead at p50, upstream at "
-        "5 ms | upstream calls/request |",
+        "| scenario | requests | CPU per request ms, serving process "
+        "| overhead at p50, upstream at 5 ms | upstream calls/request |",
         "|---|---:|---:|---:|---:|",
     ]
     for cost in findings.request_costs:
@@ -166,6 +175,49 @@ def request_cost_section(findings: Findings) -> list[str]:
             "the same run: what any gateway on uvicorn and aiohttp adds on this machine before "
             "doing anything of its own. What the gateway adds above it is its own work.",
         ]
+    return lines
+
+
+def rounds_section(findings: Findings) -> list[str]:
+    lines = [
+        "## Alternating rounds",
+        "",
+        "The overhead targets compare the gateway with the upstream, and on this shared 2-core "
+        "machine two runs minutes apart differ by as much as the budget, whatever ran in them. "
+        f"So `bench/paired.py` also runs the targets compared turn about, {PAIRED_ROUNDS} rounds "
+        "on processes started once, each target for half a run's seconds per round; each "
+        "round's figures are compared within the round, and the targets above take the median "
+        "round. At c=1: the upstream directly, one cold gateway serving A and E, and the bare "
+        f"pass-through serving E's request. At c={HIGH}: the upstream directly and one warm "
+        "gateway serving A and E. Each cell is p50 / p99 in ms.",
+    ]
+    for rounds in (findings.cold_rounds, findings.warm_rounds):
+        if rounds is None:
+            continue
+        labels = list(rounds.loads)
+        lines += [
+            "",
+            f"c={rounds.concurrency}, {rounds.seconds:g} s per target per round:",
+            "",
+            "| round | "
+            + " | ".join(
+                label if label in (DIRECT, FLOOR) else f"{rounds.target} {label}"
+                for label in labels
+            )
+            + " |",
+            "|---|" + "---:|" * len(labels),
+        ]
+        for index in range(len(rounds.loads[DIRECT])):
+            cells = (
+                f"{runs[index].percentile_ms(50):.1f} / {runs[index].percentile_ms(99):.1f}"
+                for runs in rounds.loads.values()
+            )
+            lines.append(f"| {index + 1} | " + " | ".join(cells) + " |")
+        medians = (
+            f"{rounds.median_ms(label, 50):.1f} / {rounds.median_ms(label, 99):.1f}"
+            for label in labels
+        )
+        lines.append("| median | " + " | ".join(medians) + " |")
     return lines
 
 
@@ -373,6 +425,8 @@ def render(
         *throughput_section(findings),
         "",
         *request_cost_section(findings),
+        "",
+        *rounds_section(findings),
         "",
         *memory_section(findings, bench.seconds),
         "",

@@ -29,6 +29,7 @@ reports upstream calls per request (from the demo's ``/_demo/stats``), p50/p99 l
 and the gateway's peak RSS. Then: throughput per gateway worker against the 0 ms upstream,
 the cold gateway's CPU time per request of A and E one at a time (where the overhead goes),
 a bare pass-through proxy (``bench/passthrough.py``) serving E's request (the floor under it),
+alternating rounds of the targets the overhead targets compare (``bench/paired.py``),
 a py-spy profile of the warm gateway, a long run that watches the gateway's memory, single-flight
 bursts and upstream round counts, and ``bench/transport.py --rounds 5``. It checks each target
 of the performance issue against the figures and writes everything to ``docs/benchmarks.md``
@@ -69,8 +70,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bursts import RECORDING_LATENCY_MS, measure_rounds_and_bursts
 from bench.chart import write_chart
 from bench.environment import cpu_snapshot, gateway_fingerprint, gateway_revision, note_other_load
-from bench.findings import Bench, Findings, log
+from bench.findings import PAIRED_ROUNDS, Bench, Findings, log
 from bench.memory import measure_memory
+from bench.paired import measure_paired
 from bench.processes import ROOT, TARGETS, Processes, start_upstream
 from bench.report import TRANSPORT_ROUNDS, render
 from bench.scenarios import Scenario, build_scenarios
@@ -126,6 +128,8 @@ def measure_all(bench: Bench, scenarios: Sequence[Scenario], profile: bool) -> N
     findings.rows.sort(key=lambda r: (r.scenario.key, TARGETS.index(r.target)))
     log("bare pass-through: the floor under the cold REST overhead")
     findings.floor = measure_floor(bench, next(s for s in scenarios if s.key == "E"))
+    log(f"alternating rounds for the overhead targets ({PAIRED_ROUNDS} rounds)")
+    measure_paired(bench, scenarios)
     log(f"rounds and single-flight bursts (recording upstream at {RECORDING_LATENCY_MS:g} ms)")
     measure_rounds_and_bursts(bench, scenarios)
     log("throughput per core and profile (upstream at 0 ms)")
