@@ -27,6 +27,10 @@ SPINE_SHARE = 0.99
 # stack (functions do not recurse, so each sample counts once per stage; stages nest).
 PROFILE_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("the app, after uvicorn parsed the request (middlewares, routes)", ("FastAPI.__call__ (",)),
+    (
+        "  a kept answer, looked for before Strawberry's view",
+        ("GatewayGraphQLRouter.answer_kept (",),
+    ),
     ("  the GraphQL operation (Strawberry's `Schema.execute`)", ("Schema.execute (",)),
     ("    graphql-core resolving and completing the fields", ("Schema._execute_operation (",)),
     ("    parse, validation and limits (cached documents)", ("Schema._prepare_operation_async (",)),
