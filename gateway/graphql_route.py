@@ -66,11 +66,13 @@ from gateway.settings import Settings
 
 JSON_MEDIA_TYPE = "application/json"
 NOT_FRAMED = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
-# What an Accept header names to ask Strawberry for a streamed answer (multipart/mixed,
-# text/event-stream); any mention sends a request the long way, for Strawberry to decide.
+# What an Accept header names to ask for a streamed answer (multipart/mixed,
+# text/event-stream). This router offers no HTTP streams today, so Strawberry answers such a
+# query plainly; a kept answer still leaves any mention to the view, should that change.
 _STREAM_MEDIA_TYPES = ("multipart/", "text/event-stream")
-# The request's body and its parse, for `parse_json` to give again within the same request
-# (each request runs in a task of its own, so the value never reaches another request).
+# The request's body and its parse, for `parse_json` to give again. Only those very bytes
+# get it (an identity check), so a value seen by later code in the same context, another
+# request's body or a WebSocket message never does.
 _parsed_body: ContextVar[tuple[bytes, object] | None] = ContextVar("parsed_body", default=None)
 # Where a request notes the kept answer it looked for in vain (its ASGI scope's state).
 _MISSED_ANSWER = "gateway.missed_answer"
@@ -196,15 +198,15 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
         Finding a kept answer costs little next to building the context and walking the
         view around it (parsing the request twice over, negotiating, building the result),
         which the benchmark's profile of warm A showed as a large share of the request. The
-        answer is the one ``execute_operation`` would give, byte for byte (a test compares
-        them). It qualifies only when nothing
-        the view checks could come out otherwise: a JSON object POSTed as exactly
-        ``application/json``, with a string ``query``, object or null ``variables``, no
-        ``extensions`` (persisted queries resolve in the view) and no ``Accept`` that could
-        ask for a stream; a kept answer exists only for a query that ran without errors
-        with the same credentials, document, operation name and variables. Everything else
-        goes to the view unchanged, where ``execute_operation`` does not ask again for an
-        answer found missing here.
+        answer is the one ``execute_operation`` would give, byte for byte
+        (``test_a_kept_answer_is_the_first_answer_byte_for_byte_headers_included``). It
+        qualifies only when nothing the view checks could come out otherwise: a JSON object
+        POSTed as exactly ``application/json``, with a string ``query``, object or null
+        ``variables``, no ``extensions`` (persisted queries resolve in the view) and no
+        ``Accept`` that could ask for a stream; a kept answer exists only for a query that
+        ran without errors with the same credentials, document, operation name and
+        variables. Everything else goes to the view unchanged, where ``execute_operation``
+        does not ask again for an answer found missing here.
         """
         responses: ResponseCache | None = request.app.state.responses
         headers = request.headers
@@ -212,14 +214,14 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
             responses is None
             or request.method != "POST"
             or _media_type(headers.get("content-type")) != JSON_MEDIA_TYPE
-            or any(kind in headers.get("accept", "") for kind in _STREAM_MEDIA_TYPES)
+            or any(kind in headers.get("accept", "").lower() for kind in _STREAM_MEDIA_TYPES)
         ):
             return None
         raw = await request.body()
         try:
             body = self.parse_json(raw)
-        except ValueError:
-            return None  # the view answers that it is not JSON
+        except (HTTPException, ValueError):
+            return None  # not JSON: the view refuses it with its own answer
         _parsed_body.set((raw, body))
         if not isinstance(body, dict) or body.get("extensions") is not None:
             return None
@@ -230,10 +232,11 @@ class GatewayGraphQLRouter(GraphQLRouter[Context, None]):
         fingerprint = request.app.state.fetcher.fingerprint(credentials)
         key = responses.key(fingerprint, query, body.get("operationName"), variables)
         kept = await responses.get(key)
+        state = request.scope.setdefault("state", {})
         if kept is None:
-            request.scope["state"][_MISSED_ANSWER] = key
+            state[_MISSED_ANSWER] = key
             return None
-        _count_kept(request.scope["state"].get(SCOPE_KEY), kept)
+        _count_kept(state.get(SCOPE_KEY), kept)
         return Response(kept.body, media_type=JSON_MEDIA_TYPE)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

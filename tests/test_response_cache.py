@@ -224,11 +224,18 @@ def test_what_the_view_refuses_is_refused_even_with_an_answer_kept(
 
     as_text = client.post("/graphql", content=encoded, headers={"content-type": "text/plain"})
     as_batch = client.post("/graphql", json=[body])
+    not_json = [
+        client.post("/graphql", content=broken, headers={"content-type": "application/json"})
+        for broken in (b"{", b"")
+    ]
     unknown_hash = {**body, "extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0"}}}
     with_wrong_hash = client.post("/graphql", json=unknown_hash)
 
     assert as_text.status_code == 415
     assert as_batch.status_code == 400
+    for answer in not_json:
+        assert answer.status_code == 400
+        assert answer.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert with_wrong_hash.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert moved(before, scrape(client), HITS, backend="response") == 0
     # The same request asked plainly, as a POST or a GET, still gets the kept answer.
