@@ -74,16 +74,6 @@ class RequestCost:
 
 
 @dataclass(frozen=True)
-class Floor:
-    """A bare pass-through proxy (bench/passthrough.py) serving E's request at c=1: timed in
-    front of the run's upstream, and CPU-timed in front of the 0 ms one. What any gateway on
-    uvicorn and aiohttp adds before doing anything of its own."""
-
-    load: Load
-    cost: RequestCost
-
-
-@dataclass(frozen=True)
 class Rounds:
     """Alternating rounds (bench/paired.py): one load per round for each label (``direct``,
     a scenario key, ``pass-through``)."""
@@ -94,14 +84,26 @@ class Rounds:
     loads: dict[str, list[Load]]
 
     def median_ms(self, label: str, percent: float) -> float:
-        return statistics.median(load.percentile_ms(percent) for load in self.loads[label])
+        return _median([load.percentile_ms(percent) for load in self.loads[label]])
 
     def differences_ms(self, label: str, percent: float) -> list[float]:
-        """Each round's ``label`` percentile minus the upstream's, in round order."""
-        return [
+        """Each round's ``label`` percentile minus the upstream's, in round order; a round
+        where either run completed nothing is left out (``note_failures`` reports it)."""
+        differences = (
             load.percentile_ms(percent) - direct.percentile_ms(percent)
             for load, direct in zip(self.loads[label], self.loads[DIRECT], strict=True)
-        ]
+        )
+        return [d for d in differences if not math.isnan(d)]
+
+    def median_difference_ms(self, label: str, percent: float) -> float:
+        """The median round's difference (``differences_ms``); NaN when no round counts."""
+        return _median(self.differences_ms(label, percent))
+
+
+def _median(values: list[float]) -> float:
+    """The median of the numbers that are not NaN; NaN when there are none."""
+    numbers = [v for v in values if not math.isnan(v)]
+    return statistics.median(numbers) if numbers else math.nan
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ class Findings:
     bursts: dict[str, int] = field(default_factory=dict)  # scenario key -> upstream calls
     throughput: list[Throughput] = field(default_factory=list)
     request_costs: list[RequestCost] = field(default_factory=list)
-    floor: Floor | None = None
+    floor_cost: RequestCost | None = None  # the bare pass-through, like request_costs
     cold_rounds: Rounds | None = None  # c=1: direct, cold A and E, the pass-through
     warm_rounds: Rounds | None = None  # c=32: direct, warm A and E
     memory: Memory | None = None

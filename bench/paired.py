@@ -1,9 +1,9 @@
 """Alternating rounds for the overhead targets: the targets compared, run turn about.
 
-On this shared 2-core machine one 4-second run minutes after another compares two states of
-the machine as much as two targets: two runs of the benchmark can differ at c=1 by as much as
-the whole overhead budget. So the overhead targets also get rounds: each round runs
-every target compared for a short while, one after the other, on processes started once, and
+Where the load generator, the upstream and the gateway share a machine's cores, one run
+minutes after another compares two states of the machine as much as two targets. So the
+overhead targets also get rounds: each round runs every target compared for a short while,
+one after the other (the order rotates from round to round), on processes started once, and
 each round's figures are compared within the round. The verdict is the median round; the
 spread over the rounds is reported beside it.
 
@@ -44,8 +44,12 @@ def run_rounds(
         if scenario is not None:
             warm_up(bench, f"rounds c={concurrency} {label}", scenario, request)
     loads: dict[str, list[Load]] = {label: [] for label in requests}
+    labels = list(requests)
     for number in range(PAIRED_ROUNDS):
-        for label, (_, request) in requests.items():
+        # Rotated, so that no target always runs first or always follows the same one.
+        shift = number % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            request = requests[label][1]
             load = run_hey(bench.hey, request, concurrency, seconds, bench.work)
             note_failures(bench, f"rounds c={concurrency} {label} round {number + 1}", load)
             loads[label].append(load)

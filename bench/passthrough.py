@@ -6,7 +6,8 @@ else happens: no checks, no credentials, no cache, no metrics, no log line. Serv
 as ``polos-gateway serve`` serves the gateway (uvloop and httptools when installed, no access
 log), it measures what receiving a request, one upstream call and answering cost on this
 machine before a gateway does anything of its own. ``bench/run.py`` sets the cold gateway's
-REST overhead beside it. A benchmark tool only: it relays any path to the upstream.
+REST overhead beside it. A benchmark tool only: whatever the method, it sends a GET of the
+path (no query string, no headers) to the upstream.
 
 Usage::
 

@@ -29,7 +29,6 @@ from bench.targets import (
     Check,
     cold_overhead_ms,
     evaluate_targets,
-    floor_overhead_ms,
     number,
 )
 
@@ -141,39 +140,38 @@ def request_cost_section(findings: Findings) -> list[str]:
         f"{' and '.join(c.key for c in findings.request_costs) or '(none)'} one request at a "
         "time (c=1) against the 0 ms upstream, and the gateway process's CPU time is read "
         "around each run. With nothing queued, that CPU time is what the gateway adds to a "
-        "request's latency, beside one more hop on loopback; the overhead column repeats the "
-        "Results' cold p50 minus direct p50 (upstream at 5 ms, where every process wakes from "
-        "idle for each request, so the same work takes somewhat longer). One upstream call's "
+        "request's latency, beside one more hop on loopback; the overhead column is the "
+        "median alternating round's p50 minus the upstream's (see *Alternating rounds*; "
+        "upstream at the run's latency, where every process wakes from idle for each request, "
+        "so the same work takes somewhat longer). One upstream call's "
         "share is the `gateway` row of the CPU-per-call table under *The upstream client's "
         "transport*; the rest is receiving and answering the request (uvicorn, the "
         "middlewares, the loader) and, for GraphQL, parsing the body and executing the "
         "operation.",
         "",
         "| scenario | requests | CPU per request ms, serving process "
-        "| overhead at p50, upstream at 5 ms | upstream calls/request |",
+        "| overhead at p50, median alternating round | upstream calls/request |",
         "|---|---:|---:|---:|---:|",
     ]
-    for cost in findings.request_costs:
+    costs = [(cost.key, cost) for cost in findings.request_costs]
+    if findings.floor_cost is not None:
+        costs.append((FLOOR, findings.floor_cost))
+    for label, cost in costs:
+        name = f"{cost.key} through a bare pass-through (the floor)" if label == FLOOR else label
         lines.append(
-            f"| {cost.key} | {cost.load.completed} | {cost.cpu_ms_per_request:.2f} "
-            f"| {cold_overhead_ms(findings, cost.key):+.1f} ms | {number(cost.calls)} |"
+            f"| {name} | {cost.load.completed} | {cost.cpu_ms_per_request:.2f} "
+            f"| {cold_overhead_ms(findings, label):+.1f} ms | {number(cost.calls)} |"
         )
-    floor = findings.floor
-    if floor is not None:
-        lines.append(
-            f"| {floor.cost.key} through a bare pass-through (the floor) | "
-            f"{floor.cost.load.completed} | {floor.cost.cpu_ms_per_request:.2f} "
-            f"| {floor_overhead_ms(findings):+.1f} ms | {number(floor.cost.calls)} |"
-        )
+    if findings.floor_cost is not None:
         lines += [
             "",
             "The last row is the floor under these figures: `bench/passthrough.py`, an ASGI app "
             "that relays the GET on the gateway's own aiohttp session and sends back the "
             "upstream's status, content type and body, and does nothing else (no checks, no "
             "credentials, no cache, no metrics, no log line), served by uvicorn as the gateway "
-            "is. Its process's CPU per request and its overhead are measured the same way, in "
-            "the same run: what any gateway on uvicorn and aiohttp adds on this machine before "
-            "doing anything of its own. What the gateway adds above it is its own work.",
+            "is. Its CPU per request and its overhead are measured the same way, in the same "
+            "run: what any gateway on uvicorn and aiohttp adds on this machine before doing "
+            "anything of its own. What the gateway adds above it is its own work.",
         ]
     return lines
 
@@ -182,11 +180,13 @@ def rounds_section(findings: Findings) -> list[str]:
     lines = [
         "## Alternating rounds",
         "",
-        "The overhead targets compare the gateway with the upstream, and on this shared 2-core "
-        "machine two runs minutes apart differ by as much as the budget, whatever ran in them. "
-        f"So `bench/paired.py` also runs the targets compared turn about, {PAIRED_ROUNDS} rounds "
-        "on processes started once, each target for half a run's seconds per round; each "
-        "round's figures are compared within the round, and the targets above take the median "
+        "The overhead targets compare the gateway with the upstream. Runs minutes apart "
+        "compare two states of the machine as well as two targets, where the load generator, "
+        "the upstream and the gateway share the cores; the rounds below show how far the same "
+        f"target moves from round to round. So `bench/paired.py` runs the targets compared "
+        f"turn about, {PAIRED_ROUNDS} rounds on processes started once, each target for half a "
+        "run's seconds per round, in an order that rotates from round to round; each round's "
+        "figures are compared within the round, and the overhead targets take the median "
         "round. At c=1: the upstream directly, one cold gateway serving A and E, and the bare "
         f"pass-through serving E's request. At c={HIGH}: the upstream directly and one warm "
         "gateway serving A and E. Each cell is p50 / p99 in ms.",

@@ -28,8 +28,8 @@ For each it runs ``hey`` (or the Python client) at concurrency 1 and 32 for ``--
 reports upstream calls per request (from the demo's ``/_demo/stats``), p50/p99 latency, req/s
 and the gateway's peak RSS. Then: throughput per gateway worker against the 0 ms upstream,
 the cold gateway's CPU time per request of A and E one at a time (where the overhead goes),
-a bare pass-through proxy (``bench/passthrough.py``) serving E's request (the floor under it),
-alternating rounds of the targets the overhead targets compare (``bench/paired.py``),
+beside a bare pass-through proxy's (``bench/passthrough.py``, the floor under it), alternating
+rounds of the targets the overhead targets compare (``bench/paired.py``),
 a py-spy profile of the warm gateway, a long run that watches the gateway's memory, single-flight
 bursts and upstream round counts, and ``bench/transport.py --rounds 5``. It checks each target
 of the performance issue against the figures and writes everything to ``docs/benchmarks.md``
@@ -80,7 +80,6 @@ from bench.timed_runs import (
     measure_direct,
     measure_fast_cold,
     measure_fast_warm,
-    measure_floor,
     measure_gateway,
 )
 
@@ -126,8 +125,6 @@ def measure_all(bench: Bench, scenarios: Sequence[Scenario], profile: bool) -> N
             log(f"{target} {scenario.key}")
             findings.rows.append(measure_gateway(bench, scenario, target))
     findings.rows.sort(key=lambda r: (r.scenario.key, TARGETS.index(r.target)))
-    log("bare pass-through: the floor under the cold REST overhead")
-    findings.floor = measure_floor(bench, next(s for s in scenarios if s.key == "E"))
     log(f"alternating rounds for the overhead targets ({PAIRED_ROUNDS} rounds)")
     measure_paired(bench, scenarios)
     log(f"rounds and single-flight bursts (recording upstream at {RECORDING_LATENCY_MS:g} ms)")

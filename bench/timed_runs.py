@@ -17,7 +17,6 @@ from bench.findings import (
     CONCURRENCIES,
     HIGH,
     Bench,
-    Floor,
     RequestCost,
     Row,
     Throughput,
@@ -96,7 +95,8 @@ def measure_gateway(bench: Bench, scenario: Scenario, target: str) -> Row:
 
 
 def measure_fast_cold(bench: Bench, scenarios: Sequence[Scenario]) -> None:
-    """Against the 0 ms upstream: cold A's throughput, then cold A's and E's CPU per request."""
+    """Against the 0 ms upstream: cold A's throughput, then the CPU per request of cold A
+    and E, and of E's request through a bare pass-through."""
     upstream = bench.fast_upstream
     server = start_gateway(bench.procs, "gateway-cold-fast", upstream.url, "cold")
     try:
@@ -106,31 +106,14 @@ def measure_fast_cold(bench: Bench, scenarios: Sequence[Scenario]) -> None:
                 bench.findings.request_costs.append(request_cost(bench, server, scenario))
     finally:
         bench.procs.stop(server.process)
-
-
-def measure_floor(bench: Bench, scenario: Scenario) -> Floor:
-    """A bare pass-through serving ``scenario``'s GET at c=1: timed in front of the run's
-    upstream (beside the direct and cold rows), then CPU-timed in front of the 0 ms one."""
-    label = f"pass-through {scenario.key}"
-    server = start_passthrough(bench.procs, bench.upstream)
+    # The floor under those costs: E's request through a bare pass-through, measured alike.
+    floor = start_passthrough(bench.procs, upstream)
     try:
-        request = scenario.gateway_request(server.url)
-        warm_up(bench, label, scenario, request)
-        load, calls = counted(
-            bench,
-            bench.upstream,
-            lambda: run_hey(bench.hey, request, 1, bench.seconds, bench.work),
-        )
-        note_failures(bench, f"{label} c=1", load)
-        report_load(f"{label} c=1", load, calls)
+        rest = next(s for s in scenarios if s.key == "E")
+        timed = _cpu_timed(bench, floor, rest, 1, "request cost pass-through E")
+        bench.findings.floor_cost = RequestCost(rest.key, *timed)
     finally:
-        bench.procs.stop(server.process)
-    server = start_passthrough(bench.procs, bench.fast_upstream)
-    try:
-        timed = _cpu_timed(bench, server, scenario, 1, f"request cost {label}")
-    finally:
-        bench.procs.stop(server.process)
-    return Floor(load, RequestCost(scenario.key, *timed))
+        bench.procs.stop(floor.process)
 
 
 # The scenarios whose cold overhead the issue bounds: where their time goes.
