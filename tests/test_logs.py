@@ -205,3 +205,12 @@ def test_probes_and_scrapes_log_at_debug_unless_they_fail(
     assert failed["status"] == 503
     [debug] = access_lines(caplog, "probe-debug")
     assert (debug["level"], debug["status"]) == ("debug", 200)
+
+
+def test_requests_without_an_id_each_get_a_fresh_one_of_32_hex_digits(
+    gateway: httpx.Client,
+) -> None:
+    ids = [gateway.get("/healthz").headers["x-request-id"] for _ in range(50)]
+
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
