@@ -76,12 +76,7 @@ from bench.paired import measure_paired
 from bench.processes import ROOT, TARGETS, Processes, start_upstream
 from bench.report import TRANSPORT_ROUNDS, render
 from bench.scenarios import Scenario, build_scenarios
-from bench.timed_runs import (
-    measure_direct,
-    measure_fast_cold,
-    measure_fast_warm,
-    measure_gateway,
-)
+from bench.timed_runs import measure_direct, measure_fast_cold, measure_fast_warm, measure_gateway
 
 
 def run_transport() -> str:

@@ -26,13 +26,7 @@ from bench.findings import (
     warm_up,
 )
 from bench.load import Load, _client_once, run_client_load, run_hey
-from bench.processes import (
-    Server,
-    cpu_seconds,
-    proc_status_mib,
-    start_gateway,
-    start_passthrough,
-)
+from bench.processes import Server, cpu_seconds, proc_status_mib, start_gateway, start_passthrough
 from bench.profiling import run_profile
 from bench.scenarios import ROOT_ID, Request, Scenario
 
