@@ -476,7 +476,11 @@ class UpstreamClient:
                 raise _BodyTooLarge
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_bytes():
+            # Without a content coding the raw bytes are the body: httpx's decoder chain would
+            # only copy them, at a sizeable share of the call's CPU (bench/transport.py). A
+            # transport may also hand back a body it already read, which only that chain gives.
+            raw = "content-encoding" not in response.headers and not response.is_stream_consumed
+            async for chunk in response.aiter_raw() if raw else response.aiter_bytes():
                 size += len(chunk)
                 if size > self._max_body:
                     raise _BodyTooLarge

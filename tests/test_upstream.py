@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
@@ -540,6 +541,22 @@ async def test_a_200_whose_content_encoding_cannot_be_decoded_becomes_an_upstrea
     assert exc_info.value.code is ErrorCode.UPSTREAM_ERROR
 
 
+@pytest.mark.anyio
+async def test_a_200_sent_gzipped_is_decoded_and_relayed_as_the_upstream_meant_it() -> None:
+    body = execution_body(EXECUTION_ID)
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers={"content-encoding": "gzip"}, content=gzip.compress(body)
+        )
+
+    async with mock_client(handler) as client:
+        fetched = await client.fetch_execution(EXECUTION_ID, Credentials())
+
+    assert fetched.body == body
+    assert fetched.record.id == EXECUTION_ID
+
+
 # --- the real client over real HTTP -------------------------------------------------------
 
 
@@ -589,6 +606,30 @@ async def test_a_cookie_set_by_the_upstream_is_never_replayed_on_a_later_request
     assert first.record.id == EXECUTION_ID
     assert second.record.id == OTHER_ID
     assert cookies_seen == ["polos_auth=first-jwt", expected_cookie_header]
+
+
+@pytest.mark.anyio
+async def test_the_real_client_reads_plain_and_gzipped_bodies_alike() -> None:
+    """A body without a content coding is read raw, one with gzip through httpx's decoder."""
+
+    async def answer(request: Request) -> Response:
+        body = execution_body(request.path_params["execution_id"])
+        if request.path_params["execution_id"] == OTHER_ID:
+            return Response(gzip.compress(body), headers={"content-encoding": "gzip"})
+        return Response(body, media_type="application/json")
+
+    upstream = Starlette(routes=[Route("/api/v1/executions/{execution_id}", answer)])
+    with serve(upstream, lifespan="off") as url:
+        client = UpstreamClient(Settings(upstream_url=url))
+        try:
+            plain = await client.fetch_execution(EXECUTION_ID, Credentials())
+            gzipped = await client.fetch_execution(OTHER_ID, Credentials())
+        finally:
+            await client.aclose()
+
+    assert plain.body == execution_body(EXECUTION_ID)
+    assert gzipped.body == execution_body(OTHER_ID)
+    assert gzipped.record.id == OTHER_ID
 
 
 @pytest.mark.anyio
