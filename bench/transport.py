@@ -37,8 +37,8 @@ gateway's (``TCPConnector(limit=100)``, ``DummyCookieJar``, ``auto_decompress=Fa
   it before (timeout, a cookie jar refusing every cookie, no redirects, no proxies from the
   environment), the body read with ``aiter_bytes``
 * ``transport``: ``AiohttpTransport.handle_async_request`` with a prebuilt ``httpx.Request``
-  carrying the timeouts in its extensions, the body read with ``aiter_raw`` (``aiter_bytes``
-  when it has a content coding), then the response closed (what the gateway does now)
+  carrying the timeouts in its extensions, the body read with the gateway's ``body_chunks``
+  (raw without a content coding), then the response closed (what the gateway does now)
 * ``aiohttp``: ``aiohttp.ClientSession.get`` alone, the body read with ``read()`` (what the
   transport adds its cost to)
 * ``gateway``: the gateway's own ``UpstreamClient.fetch_execution``, that is ``transport`` with
@@ -95,6 +95,7 @@ from gateway.upstream import (
     EXECUTIONS_PATH,
     REQUEST_HEADERS,
     UpstreamClient,
+    body_chunks,
     build_session,
     request_timeouts,
 )
@@ -259,14 +260,7 @@ def _via_transport(url: str) -> OpenPath:
         request = httpx.Request("GET", url, headers=CALL_HEADERS, extensions={"timeout": timeouts})
         response = await transport.handle_async_request(request)
         try:
-            # As UpstreamClient._read reads it: raw unless the body has a content coding.
-            encoded = "content-encoding" in response.headers
-            b"".join(
-                [
-                    chunk
-                    async for chunk in (response.aiter_bytes() if encoded else response.aiter_raw())
-                ]
-            )
+            b"".join([chunk async for chunk in body_chunks(response)])
             return response.status_code
         finally:
             await response.aclose()
