@@ -142,7 +142,7 @@ def check_warm_faster(findings: Findings, key: str, concurrency: int) -> Check:
     if rounds is None or rounds.concurrency != concurrency:
         faster = warm.percentile_ms(50) < direct.percentile_ms(50)
         return Check(target, single, faster and warm.percentile_ms(99) < direct.percentile_ms(99))
-    p50 = rounds.differences_ms(key, 50)
+    counted = len(rounds.differences_ms(key, 50))
     median50, median99 = rounds.median_difference_ms(key, 50), rounds.median_difference_ms(key, 99)
     won = sum(
         mine.percentile_ms(50) < theirs.percentile_ms(50)
@@ -151,10 +151,10 @@ def check_warm_faster(findings: Findings, key: str, concurrency: int) -> Check:
     )
     return Check(
         target,
-        f"median of {len(p50)} alternating rounds, warm minus upstream: p50 {median50:+.1f} ms, "
+        f"median of {counted} alternating rounds, warm minus upstream: p50 {median50:+.1f} ms, "
         f"p99 {median99:+.1f} ms (warm {rounds.median_ms(key, 50):.1f} / "
         f"{rounds.median_ms(key, 99):.1f} ms, upstream {rounds.median_ms(DIRECT, 50):.1f} / "
-        f"{rounds.median_ms(DIRECT, 99):.1f} ms); faster at both in {won} of {len(p50)} rounds "
+        f"{rounds.median_ms(DIRECT, 99):.1f} ms); faster at both in {won} of {counted} rounds "
         f"(the Results' single runs: {single})",
         median50 < 0 and median99 < 0,
     )
