@@ -22,7 +22,8 @@ HIGH = CONCURRENCIES[-1]
 # The alternating rounds (bench/paired.py): how many, and the labels beside scenario keys.
 PAIRED_ROUNDS = 5
 DIRECT = "direct"
-FLOOR = "pass-through"
+# The floors (bench/passthrough.py) by the scenario whose request they answer: the stack alone.
+FLOORS = {"A": "bare Strawberry", "E": "pass-through"}
 
 
 def log(message: str) -> None:
@@ -76,7 +77,7 @@ class RequestCost:
 @dataclass(frozen=True)
 class Rounds:
     """Alternating rounds (bench/paired.py): one load per round for each label (``direct``,
-    a scenario key, ``pass-through``)."""
+    a scenario key, a floor of ``FLOORS``)."""
 
     target: str  # the gateway's: cold or warm
     concurrency: int
@@ -139,8 +140,8 @@ class Findings:
     bursts: dict[str, int] = field(default_factory=dict)  # scenario key -> upstream calls
     throughput: list[Throughput] = field(default_factory=list)
     request_costs: list[RequestCost] = field(default_factory=list)
-    floor_cost: RequestCost | None = None  # the bare pass-through, like request_costs
-    cold_rounds: Rounds | None = None  # c=1: direct, cold A and E, the pass-through
+    floor_costs: list[RequestCost] = field(default_factory=list)  # FLOORS, like request_costs
+    cold_rounds: Rounds | None = None  # c=1: direct, cold A and E, the floors
     warm_rounds: Rounds | None = None  # c=32: direct, warm A and E
     memory: Memory | None = None
     profile: Profile | str | None = None  # a str says why there is none

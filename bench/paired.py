@@ -8,7 +8,8 @@ each round's figures are compared within the round. The verdict is the median ro
 spread over the rounds is reported beside it.
 
 * At c=1, upstream at the run's latency: the upstream directly, the cold gateway (A and E)
-  and the bare pass-through (E's request; ``bench/passthrough.py``).
+  and the floors (``bench/passthrough.py``): the bare pass-through with E's request, bare
+  Strawberry with A's.
 * At c=32: the upstream directly and the warm gateway (A and E).
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 from bench.findings import (
     DIRECT,
-    FLOOR,
+    FLOORS,
     HIGH,
     PAIRED_ROUNDS,
     Bench,
@@ -75,7 +76,7 @@ def measure_paired(bench: Bench, scenarios: Sequence[Scenario]) -> None:
     try:
         requests: dict[str, tuple[Scenario | None, Request]] = {DIRECT: direct}
         requests |= {s.key: (s, s.gateway_request(cold.url)) for s in compared}
-        requests[FLOOR] = (by_key["E"], by_key["E"].gateway_request(floor.url))
+        requests |= {FLOORS[s.key]: (s, s.gateway_request(floor.url)) for s in compared}
         bench.findings.cold_rounds = run_rounds(bench, "cold", requests, 1)
     finally:
         bench.procs.stop(floor.process)

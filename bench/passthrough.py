@@ -1,13 +1,25 @@
-"""A bare pass-through proxy: the least any gateway built on uvicorn and aiohttp adds.
+"""Bare floors: the least any gateway built on this stack adds, for scenarios E and A.
 
-``GET <path>`` is relayed as ``GET <upstream><path>`` on one aiohttp session (the gateway's own
-``build_session``), and the upstream's status, content type and body are sent back. Nothing
-else happens: no checks, no credentials, no cache, no metrics, no log line. Served by uvicorn
-as ``polos-gateway serve`` serves the gateway (uvloop and httptools when installed, no access
-log), it measures what receiving a request, one upstream call and answering cost on this
-machine before a gateway does anything of its own. ``bench/run.py`` sets the cold gateway's
-REST overhead beside it. A benchmark tool only: whatever the method, it sends a GET of the
-path (no query string, no headers) to the upstream.
+* ``GET <path>`` is relayed as ``GET <upstream><path>`` on one aiohttp session (the gateway's
+  own ``build_session``), and the upstream's status, content type and body are sent back:
+  scenario E's request with nothing else done (no checks, no credentials, no cache, no
+  metrics, no log line).
+* ``POST /graphql`` reads the JSON body and hands it to Strawberry's ``Schema.execute``, the
+  one call every Strawberry server makes, over a schema with one root field,
+  ``execution(id)``, returning the gateway's ``Execution`` type: the same fields and the same
+  tree resolvers, fed by a per-request aiodataloader that relays each GET on that session and
+  parses the body into the gateway's record. Strawberry's ``ParserCache`` and
+  ``ValidationCache`` parse and validate each document once; the result is encoded with
+  orjson. Nothing else: no HTTP view, no middlewares, no credentials, no cache or
+  single-flight, no limits, no error coding, no metrics. Scenario A's document, answered as
+  the gateway answers it.
+
+Served by uvicorn as ``polos-gateway serve`` serves the gateway (uvloop and httptools when
+installed, no access log), they measure on this machine what receiving a request, one upstream
+call and answering cost, and for GraphQL what Strawberry and graphql-core cost on top, before
+a gateway does anything of its own. ``bench/run.py`` sets the cold gateway's overhead beside
+them. A benchmark tool only: whatever the method, a path other than ``/graphql`` is relayed as a
+GET of the path (no query string, no headers).
 
 Usage::
 
@@ -17,19 +29,28 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
+import orjson
+import strawberry
 import uvicorn
+from aiodataloader import DataLoader
 from starlette.types import Message, Receive, Scope, Send
+from strawberry.extensions import ParserCache, ValidationCache
 
 # Run as a script, Python puts bench/ on the path, not the repository root the package sits in.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gateway.executions import FetchedExecution, decode_execution
 from gateway.settings import Settings
-from gateway.upstream import build_session
+from gateway.types import Execution
+from gateway.upstream import build_session, execution_url
+
+GRAPHQL_PATH = "/graphql"
 
 
 class PassThrough:
@@ -37,6 +58,7 @@ class PassThrough:
 
     def __init__(self, upstream_url: str) -> None:
         self.upstream_url = upstream_url.rstrip("/")
+        self.settings = Settings(upstream_url=self.upstream_url)
         self.session: aiohttp.ClientSession | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -45,33 +67,106 @@ class PassThrough:
             return
         if scope["type"] != "http" or self.session is None:
             return
+        if scope["path"] == GRAPHQL_PATH:
+            await _answer(send, 200, "application/json", await self._execute(receive))
+            return
         async with self.session.get(self.upstream_url + scope["path"]) as answer:
             body = await answer.read()
             content_type = answer.headers.get("content-type", "application/json")
             status = answer.status
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", content_type.encode("latin-1")),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await _answer(send, status, content_type, body)
+
+    async def _execute(self, receive: Receive) -> bytes:
+        """The GraphQL request in the body, executed; its result as JSON."""
+        body = b""
+        while True:
+            message: Message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = orjson.loads(body)
+        context = FloorContext(RelayLoader(self), self.settings)
+        result = await FLOOR_SCHEMA.execute(
+            request["query"], variable_values=request.get("variables"), context_value=context
         )
-        await send({"type": "http.response.body", "body": body})
+        answer: dict[str, object] = {"data": result.data}
+        if result.errors:
+            answer["errors"] = [error.formatted for error in result.errors]
+        return orjson.dumps(answer)
+
+    async def fetch(self, execution_id: str) -> FetchedExecution:
+        """One execution from the upstream, its body parsed into the gateway's record."""
+        assert self.session is not None
+        async with self.session.get(execution_url(self.upstream_url, execution_id)) as answer:
+            body = await answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"the upstream answered {answer.status}")
+        return decode_execution(execution_id, body)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message: Message = await receive()
             if message["type"] == "lifespan.startup":
-                self.session = build_session(Settings(upstream_url=self.upstream_url))
+                self.session = build_session(self.settings)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.session is not None:
                     await self.session.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+class RelayLoader(DataLoader[str, FetchedExecution]):
+    """One per request: the ids each tick asks for, relayed as concurrent GETs."""
+
+    def __init__(self, floor: PassThrough) -> None:
+        super().__init__()
+        self.floor = floor
+
+    async def batch_load_fn(  # type: ignore[override]
+        self, keys: Sequence[str]
+    ) -> list[FetchedExecution | BaseException]:
+        fetches = (self.floor.fetch(key) for key in keys)
+        return await asyncio.gather(*fetches, return_exceptions=True)
+
+
+class FloorContext:
+    """What the ``Execution`` type's resolvers read: a loader and the settings."""
+
+    def __init__(self, loader: RelayLoader, settings: Settings) -> None:
+        self.loader = loader
+        self.settings = settings
+
+
+@strawberry.type
+class FloorQuery:
+    @strawberry.field
+    async def execution(
+        self, info: strawberry.Info[FloorContext, None], id: strawberry.ID
+    ) -> Execution | None:
+        fetched = await info.context.loader.load(id)
+        return Execution.from_record(fetched.record)
+
+
+# Factories, as Strawberry asks: the caches behind them are shared by every request.
+FLOOR_SCHEMA = strawberry.Schema(
+    query=FloorQuery,
+    extensions=[lambda: ParserCache(maxsize=256), lambda: ValidationCache(maxsize=256)],
+)
+
+
+async def _answer(send: Send, status: int, content_type: str, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode("latin-1")),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

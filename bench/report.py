@@ -13,7 +13,7 @@ from bench.environment import machine
 from bench.findings import (
     CONCURRENCIES,
     DIRECT,
-    FLOOR,
+    FLOORS,
     HIGH,
     PAIRED_ROUNDS,
     Bench,
@@ -153,25 +153,35 @@ def request_cost_section(findings: Findings) -> list[str]:
         "| overhead at p50, median alternating round | upstream calls/request |",
         "|---|---:|---:|---:|---:|",
     ]
-    costs = [(cost.key, cost) for cost in findings.request_costs]
-    if findings.floor_cost is not None:
-        costs.append((FLOOR, findings.floor_cost))
-    for label, cost in costs:
-        name = f"{cost.key} through a bare pass-through (the floor)" if label == FLOOR else label
+    costs = [(cost.key, cost.key, cost) for cost in findings.request_costs]
+    costs += [
+        (FLOORS[cost.key], f"{cost.key} through {FLOORS[cost.key]} (the floor)", cost)
+        for cost in findings.floor_costs
+    ]
+    for label, name, cost in costs:
         lines.append(
             f"| {name} | {cost.load.completed} | {cost.cpu_ms_per_request:.2f} "
             f"| {cold_overhead_ms(findings, label):+.1f} ms | {number(cost.calls)} |"
         )
-    if findings.floor_cost is not None:
+    if findings.floor_costs:
         lines += [
             "",
-            "The last row is the floor under these figures: `bench/passthrough.py`, an ASGI app "
-            "that relays the GET on the gateway's own aiohttp session and sends back the "
-            "upstream's status, content type and body, and does nothing else (no checks, no "
-            "credentials, no cache, no metrics, no log line), served by uvicorn as the gateway "
-            "is. Its CPU per request and its overhead are measured the same way, in the same "
-            "run: what any gateway on uvicorn and aiohttp adds on this machine before doing "
-            "anything of its own. What the gateway adds above it is its own work.",
+            "The floor rows are `bench/passthrough.py`, served by uvicorn as the gateway is, "
+            "and measured the same way in the same run: what any gateway on this stack adds on "
+            "this machine before doing anything of its own. What the gateway adds above its "
+            "floor is its own work.",
+            "",
+            "- *pass-through*, for E: an ASGI app that relays the GET on the gateway's own "
+            "aiohttp session and sends back the upstream's status, content type and body, and "
+            "does nothing else (no checks, no credentials, no cache, no metrics, no log line).",
+            "- *bare Strawberry*, for A: the JSON body handed to Strawberry's `Schema.execute`, "
+            "the one call every Strawberry server makes, over one root field, `execution(id)`, "
+            "returning the gateway's `Execution` type (the same fields and tree resolvers), fed "
+            "by a per-request aiodataloader that relays the GET on that session and parses the "
+            "body into the gateway's record; Strawberry's `ParserCache` and `ValidationCache` "
+            "parse and validate the document once, and orjson encodes the result. No HTTP view, "
+            "middlewares, credentials, cache, single-flight, limits, error coding or metrics. "
+            "Its answer to A's document is the gateway's (a test checks it).",
         ]
     return lines
 
@@ -187,8 +197,9 @@ def rounds_section(findings: Findings) -> list[str]:
         f"turn about, {PAIRED_ROUNDS} rounds on processes started once, each target for half a "
         "run's seconds per round, in an order that rotates from round to round; each round's "
         "figures are compared within the round, and the overhead targets take the median "
-        "round. At c=1: the upstream directly, one cold gateway serving A and E, and the bare "
-        f"pass-through serving E's request. At c={HIGH}: the upstream directly and one warm "
+        "round. At c=1: the upstream directly, one cold gateway serving A and E, and the "
+        "floors (bare Strawberry serving A's request, the bare pass-through E's; see *Where a "
+        f"cold request's overhead goes*). At c={HIGH}: the upstream directly and one warm "
         "gateway serving A and E. Each cell is p50 / p99 in ms.",
     ]
     for rounds in (findings.cold_rounds, findings.warm_rounds):
@@ -201,7 +212,7 @@ def rounds_section(findings: Findings) -> list[str]:
             "",
             "| round | "
             + " | ".join(
-                label if label in (DIRECT, FLOOR) else f"{rounds.target} {label}"
+                label if label in (DIRECT, *FLOORS.values()) else f"{rounds.target} {label}"
                 for label in labels
             )
             + " |",

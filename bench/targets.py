@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.bursts import BURST_SIZE, RECORDING_LATENCY_MS
-from bench.findings import CONCURRENCIES, DIRECT, FLOOR, HIGH, Bench, Findings, Profile
+from bench.findings import CONCURRENCIES, DIRECT, FLOORS, HIGH, Bench, Findings, Profile
 from bench.memory import MEMORY_TOLERANCE_MIB
 from bench.scenarios import Scenario
 
@@ -93,7 +93,7 @@ def check_rounds(findings: Findings, scenarios: Sequence[Scenario]) -> Check:
 
 
 def cold_overhead_ms(findings: Findings, label: str) -> float:
-    """What ``label`` (a scenario's cold gateway, or the pass-through) adds at p50, c=1, over
+    """What ``label`` (a scenario's cold gateway, or a floor) adds at p50, c=1, over
     the upstream alone, in the median alternating round; NaN without rounds."""
     rounds = findings.cold_rounds
     return math.nan if rounds is None else rounds.median_difference_ms(label, 50)
@@ -110,10 +110,11 @@ def check_cold_overhead(findings: Findings, key: str) -> Check:
     if rounds is None:
         return Check(target, "not measured (no alternating rounds)", False)
     cold, direct = findings.row(key, "cold").loads[1], findings.row(key, "direct").loads[1]
-    each, floor = rounds.differences_ms(key, 50), rounds.differences_ms(FLOOR, 50)
+    each, floor = rounds.differences_ms(key, 50), rounds.differences_ms(FLOORS[key], 50)
     added = cold_overhead_ms(findings, key)
     notes = [
-        f"a bare pass-through adds {cold_overhead_ms(findings, FLOOR):+.1f} ms ({_spread(floor)})"
+        f"{FLOORS[key]} alone, the floor, adds {cold_overhead_ms(findings, FLOORS[key]):+.1f} ms "
+        f"({_spread(floor)})"
     ]
     cost = next((c for c in findings.request_costs if c.key == key), None)
     if cost is not None:

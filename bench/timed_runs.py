@@ -15,6 +15,7 @@ import uvloop
 from bench.bursts import at_once
 from bench.findings import (
     CONCURRENCIES,
+    FLOORS,
     HIGH,
     Bench,
     RequestCost,
@@ -90,7 +91,7 @@ def measure_gateway(bench: Bench, scenario: Scenario, target: str) -> Row:
 
 def measure_fast_cold(bench: Bench, scenarios: Sequence[Scenario]) -> None:
     """Against the 0 ms upstream: cold A's throughput, then the CPU per request of cold A
-    and E, and of E's request through a bare pass-through."""
+    and E, and of the same requests through their floors (``FLOORS``)."""
     upstream = bench.fast_upstream
     server = start_gateway(bench.procs, "gateway-cold-fast", upstream.url, "cold")
     try:
@@ -100,12 +101,14 @@ def measure_fast_cold(bench: Bench, scenarios: Sequence[Scenario]) -> None:
                 bench.findings.request_costs.append(request_cost(bench, server, scenario))
     finally:
         bench.procs.stop(server.process)
-    # The floor under those costs: E's request through a bare pass-through, measured alike.
+    # The floors under those costs, measured alike.
     floor = start_passthrough(bench.procs, upstream)
     try:
-        rest = next(s for s in scenarios if s.key == "E")
-        timed = _cpu_timed(bench, floor, rest, 1, "request cost pass-through E")
-        bench.findings.floor_cost = RequestCost(rest.key, *timed)
+        for scenario in scenarios:
+            if scenario.key in COST_SCENARIOS:
+                label = f"request cost {FLOORS[scenario.key]} {scenario.key}"
+                timed = _cpu_timed(bench, floor, scenario, 1, label)
+                bench.findings.floor_costs.append(RequestCost(scenario.key, *timed))
     finally:
         bench.procs.stop(floor.process)
 
