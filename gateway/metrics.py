@@ -8,7 +8,8 @@ appear.
 With ``--workers`` > 1 every worker writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``
 (prometheus-client's multiprocess mode, chosen when the variable is set before the worker
 imports it; ``polos-gateway serve`` sets it), and ``/metrics`` adds up all the workers' files,
-whichever worker is scraped.
+whichever worker is scraped. A worker that died (uvicorn's supervisor starts another) leaves its
+live gauges behind; each scrape drops those of workers that are gone first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import (
@@ -28,7 +30,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -123,11 +125,42 @@ OPERATION_NAMES = BoundedNames()
 
 def exposition() -> bytes:
     """The metrics in Prometheus text format: of every worker in multiprocess mode."""
-    if os.environ.get(MULTIPROC_DIR_VARIABLE):
+    directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
+    if directory:
+        forget_dead_workers(directory)
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(REGISTRY)
+
+
+# prometheus-client's files of live gauges (in flight, subscriptions, breaker): one per process.
+_LIVE_GAUGES = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+
+
+def forget_dead_workers(directory: str) -> None:
+    """Drop the live gauges of processes that no longer run.
+
+    A worker that crashed leaves its last values behind (calls it had in flight, subscriptions
+    it held), and the multiprocess collector would add them to every scrape for good.
+    prometheus-client asks the process manager to call ``mark_process_dead``; uvicorn's
+    supervisor has no hook for it, so the scrape does it. Counters and histograms stay: what a
+    dead worker counted still happened.
+    """
+    for path in Path(directory).glob("gauge_live*.db"):
+        match = _LIVE_GAUGES.fullmatch(path.name)
+        if match is not None and not _running(int(match.group(1))):
+            mark_process_dead(int(match.group(1)), directory)  # type: ignore[no-untyped-call]
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: delivers nothing, only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user's
+    return True
 
 
 router = APIRouter(tags=["health"])

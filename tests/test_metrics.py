@@ -6,6 +6,9 @@ reads the metrics before and after its own requests and checks the difference.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -253,3 +256,40 @@ def test_a_metrics_directory_given_by_the_operator_is_emptied_of_an_earlier_runs
 
     assert scrape.status_code == 200
     assert not stale.exists()
+
+
+# A worker that died with calls in flight: its live gauge file, written the way a worker's is.
+_DEAD_WORKER = """
+import os
+from prometheus_client import Gauge
+Gauge("polos_gateway_upstream_in_flight", "", multiprocess_mode="livesum").set(7)
+print(os.getpid())
+"""
+
+
+def test_a_dead_workers_live_gauges_leave_the_scrape(tmp_path: Path) -> None:
+    port = free_port()
+    args = ("serve", "--workers", "2", "--demo", "--port", str(port))
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    with (
+        running(*args, port=port, workers=2, env=env),
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+    ):
+        dead = subprocess.run(
+            [sys.executable, "-c", _DEAD_WORKER],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        left = tmp_path / f"gauge_livesum_{dead.stdout.strip()}.db"
+        assert left.exists()
+        workers = set(tmp_path.glob("gauge_livesum_*.db")) - {left}
+
+        samples = scrape(client)
+
+        assert not left.exists()
+        assert value(samples, "polos_gateway_upstream_in_flight") == 0
+        # The running workers' gauges stay.
+        assert len(workers) == 2
+        assert set(tmp_path.glob("gauge_livesum_*.db")) == workers
