@@ -23,7 +23,7 @@ HIGH = CONCURRENCIES[-1]
 PAIRED_ROUNDS = 5
 DIRECT = "direct"
 # The floors (bench/passthrough.py) by the scenario whose request they answer: the stack alone.
-FLOORS = {"A": "bare Strawberry", "E": "pass-through"}
+FLOORS = {"A": "bare Strawberry", "E": "bare pass-through"}
 
 
 def log(message: str) -> None:
@@ -60,14 +60,14 @@ class Throughput:
 
 @dataclass(frozen=True)
 class RequestCost:
-    """One cold scenario at concurrency 1 against the 0 ms upstream: the gateway's CPU time
-    per request, which at c=1 (nothing queued) is what the gateway adds to each request's
-    latency, beside one more loopback hop."""
+    """One cold scenario at concurrency 1 against the 0 ms upstream: the serving process's CPU
+    time per request (the gateway's, or a floor's), which at c=1 (nothing queued) is what it
+    adds to each request's latency, beside one more loopback hop."""
 
     key: str  # the scenario
     load: Load
     calls: float
-    cpu: float  # gateway CPU seconds during the run
+    cpu: float  # the serving process's CPU seconds during the run
 
     @property
     def cpu_ms_per_request(self) -> float:

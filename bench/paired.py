@@ -66,7 +66,7 @@ def run_rounds(
 def measure_paired(bench: Bench, scenarios: Sequence[Scenario]) -> None:
     """The cold rounds at c=1 and the warm rounds at c=32, for A and E."""
     by_key = {s.key: s for s in scenarios}
-    compared = [by_key["A"], by_key["E"]]
+    compared = [by_key[key] for key in FLOORS]
     direct: tuple[Scenario | None, Request] = (
         None,
         Request("GET", f"{bench.upstream.url}/api/v1/executions/{ROOT_ID}"),

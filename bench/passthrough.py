@@ -1,4 +1,4 @@
-"""Bare floors: the least any gateway built on this stack adds, for scenarios E and A.
+"""Bare floors: the least a gateway on uvicorn, aiohttp and Strawberry adds, for E and A.
 
 * ``GET <path>`` is relayed as ``GET <upstream><path>`` on one aiohttp session (the gateway's
   own ``build_session``), and the upstream's status, content type and body are sent back:
@@ -7,8 +7,9 @@
 * ``POST /graphql`` reads the JSON body and hands it to Strawberry's ``Schema.execute``, the
   one call every Strawberry server makes, over a schema with one root field,
   ``execution(id)``, returning the gateway's ``Execution`` type: the same fields and the same
-  tree resolvers, fed by a per-request aiodataloader that relays each GET on that session and
-  parses the body into the gateway's record. Strawberry's ``ParserCache`` and
+  tree resolvers, fed by a per-request aiodataloader that relays each GET (of the id in its
+  canonical spelling, as the gateway sends it) on that session and parses the body into the
+  gateway's record. Strawberry's ``ParserCache`` and
   ``ValidationCache`` parse and validate each document once; the result is encoded with
   orjson. Nothing else: no HTTP view, no middlewares, no credentials, no cache or
   single-flight, no limits, no error coding, no metrics. Scenario A's document, answered as
@@ -19,7 +20,8 @@ installed, no access log), they measure on this machine what receiving a request
 call and answering cost, and for GraphQL what Strawberry and graphql-core cost on top, before
 a gateway does anything of its own. ``bench/run.py`` sets the cold gateway's overhead beside
 them. A benchmark tool only: whatever the method, a path other than ``/graphql`` is relayed as a
-GET of the path (no query string, no headers).
+GET of the path (no query string, no headers but one asking for the body uncompressed: the
+session leaves bodies as they come, and the floors relay or parse them as they are).
 
 Usage::
 
@@ -45,12 +47,13 @@ from strawberry.extensions import ParserCache, ValidationCache
 # Run as a script, Python puts bench/ on the path, not the repository root the package sits in.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.executions import FetchedExecution, decode_execution
+from gateway.executions import FetchedExecution, decode_execution, parse_execution_id
 from gateway.settings import Settings
 from gateway.types import Execution
 from gateway.upstream import build_session, execution_url
 
 GRAPHQL_PATH = "/graphql"
+PLAIN_BODY = {"accept-encoding": "identity"}
 
 
 class PassThrough:
@@ -70,7 +73,9 @@ class PassThrough:
         if scope["path"] == GRAPHQL_PATH:
             await _answer(send, 200, "application/json", await self._execute(receive))
             return
-        async with self.session.get(self.upstream_url + scope["path"]) as answer:
+        async with self.session.get(
+            self.upstream_url + scope["path"], headers=PLAIN_BODY
+        ) as answer:
             body = await answer.read()
             content_type = answer.headers.get("content-type", "application/json")
             status = answer.status
@@ -97,7 +102,8 @@ class PassThrough:
     async def fetch(self, execution_id: str) -> FetchedExecution:
         """One execution from the upstream, its body parsed into the gateway's record."""
         assert self.session is not None
-        async with self.session.get(execution_url(self.upstream_url, execution_id)) as answer:
+        url = execution_url(self.upstream_url, execution_id)
+        async with self.session.get(url, headers=PLAIN_BODY) as answer:
             body = await answer.read()
             if answer.status != 200:
                 raise RuntimeError(f"the upstream answered {answer.status}")
@@ -144,7 +150,10 @@ class FloorQuery:
     async def execution(
         self, info: strawberry.Info[FloorContext, None], id: strawberry.ID
     ) -> Execution | None:
-        fetched = await info.context.loader.load(id)
+        canonical = parse_execution_id(id)
+        if canonical is None:
+            raise ValueError(f"{id!r} is not an execution id")
+        fetched = await info.context.loader.load(canonical)
         return Execution.from_record(fetched.record)
 
 

@@ -163,9 +163,10 @@ def start_gateway(procs: Processes, name: str, upstream: str, target: str) -> Se
 
 
 def start_passthrough(procs: Processes, upstream: Server) -> Server:
-    """A bare pass-through proxy (bench/passthrough.py) in front of ``upstream``."""
+    """The floors (bench/passthrough.py: a bare pass-through, bare Strawberry) in front of
+    ``upstream``, one process serving both."""
     port = free_port()
-    name = f"passthrough-{port}"
+    name = f"floors-{port}"
     command = [sys.executable, str(ROOT / "bench" / "passthrough.py"), "--port", str(port)]
     command += ["--upstream-url", upstream.url]
     server = Server(f"http://127.0.0.1:{port}", procs.start(name, command))

@@ -167,11 +167,12 @@ def request_cost_section(findings: Findings) -> list[str]:
         lines += [
             "",
             "The floor rows are `bench/passthrough.py`, served by uvicorn as the gateway is, "
-            "and measured the same way in the same run: what any gateway on this stack adds on "
-            "this machine before doing anything of its own. What the gateway adds above its "
-            "floor is its own work.",
+            "and measured the same way in the same run: what a gateway on uvicorn, aiohttp and "
+            "Strawberry adds on this machine before doing anything of its own (the gateway's "
+            "httpx layer over aiohttp is its own). What the gateway adds above its floor is "
+            "its own work.",
             "",
-            "- *pass-through*, for E: an ASGI app that relays the GET on the gateway's own "
+            "- *bare pass-through*, for E: an ASGI app that relays the GET on the gateway's own "
             "aiohttp session and sends back the upstream's status, content type and body, and "
             "does nothing else (no checks, no credentials, no cache, no metrics, no log line).",
             "- *bare Strawberry*, for A: the JSON body handed to Strawberry's `Schema.execute`, "

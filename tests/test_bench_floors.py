@@ -9,16 +9,16 @@ with one upstream call.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from bench.passthrough import PassThrough
 from bench.scenarios import ROOT_ID, Scenario, build_scenarios
+from tests.processes import ROOT
 from tests.servers import Recorder, serve
 
-SCENARIOS = {s.key: s for s in build_scenarios(Path("schema.graphql").read_text())}
+SCENARIOS = {s.key: s for s in build_scenarios((ROOT / "schema.graphql").read_text())}
 
 
 @pytest.fixture
