@@ -197,9 +197,11 @@ def freeze_startup_heap() -> None:
 
 def app_from_environment() -> FastAPI:
     """``create_app`` with settings read from ``POLOS_GATEWAY_*`` variables; each worker
-    process calls it once, so it freezes the startup heap (``freeze_startup_heap``)."""
+    process calls it once, so it starts its live gauges afresh (``start_live_gauges``) and
+    freezes the startup heap (``freeze_startup_heap``)."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
+    metrics.start_live_gauges()
     freeze_startup_heap()
     return app

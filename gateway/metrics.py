@@ -9,11 +9,13 @@ With ``--workers`` > 1 every worker writes its values to files in ``PROMETHEUS_M
 (prometheus-client's multiprocess mode, chosen when the variable is set before the worker
 imports it; ``polos-gateway serve`` sets it), and ``/metrics`` adds up all the workers' files,
 whichever worker is scraped. A worker that died (uvicorn's supervisor starts another) leaves its
-live gauges behind; each scrape drops those of workers that are gone first.
+live gauges behind; each scrape deletes those of workers that are gone first. The directory
+belongs to one ``serve``: its files are named by process ids, which mean something only there.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -30,7 +32,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import MultiProcessCollector
+
+logger = logging.getLogger(__name__)
 
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -124,7 +128,8 @@ OPERATION_NAMES = BoundedNames()
 
 
 def exposition() -> bytes:
-    """The metrics in Prometheus text format: of every worker in multiprocess mode."""
+    """The metrics in Prometheus text format: of every worker in multiprocess mode, after
+    deleting the live gauges of workers that died (``forget_dead_workers``)."""
     directory = os.environ.get(MULTIPROC_DIR_VARIABLE)
     if directory:
         forget_dead_workers(directory)
@@ -134,23 +139,30 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
-# prometheus-client's files of live gauges (in flight, subscriptions, breaker): one per process.
-_LIVE_GAUGES = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+# prometheus-client's files of live gauges: one per process and kind (livesum, livemax).
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
 
 
 def forget_dead_workers(directory: str) -> None:
-    """Drop the live gauges of processes that no longer run.
+    """Delete the live gauge files of processes that no longer run.
 
     A worker that crashed leaves its last values behind (calls it had in flight, subscriptions
     it held), and the multiprocess collector would add them to every scrape for good.
-    prometheus-client asks the process manager to call ``mark_process_dead``; uvicorn's
-    supervisor has no hook for it, so the scrape does it. Counters and histograms stay: what a
-    dead worker counted still happened.
+    prometheus-client leaves this to the process manager (its ``mark_process_dead``);
+    uvicorn's supervisor has no hook for it, so every scrape does it. The files are deleted
+    here, not by ``mark_process_dead``, which fails when another scrape (another thread or
+    worker) deleted a file between its listing and its removal. Counters and histograms stay:
+    what a dead worker counted still happened.
     """
     for path in Path(directory).glob("gauge_live*.db"):
-        match = _LIVE_GAUGES.fullmatch(path.name)
-        if match is not None and not _running(int(match.group(1))):
-            mark_process_dead(int(match.group(1)), directory)  # type: ignore[no-untyped-call]
+        match = _LIVE_GAUGE_FILE.fullmatch(path.name)
+        if match is None or _running(int(match.group(1))):
+            continue
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as failure:
+            # Another user's file, say: its values stay in the scrape, and the log says why.
+            logger.warning("cannot delete %s, a dead worker's gauges: %s", path, failure.strerror)
 
 
 def _running(pid: int) -> bool:
@@ -161,6 +173,22 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True  # it exists, as another user's
     return True
+
+
+# The gauges of what a worker holds now; prometheus-client keeps them per live process.
+LIVE_GAUGES = (UPSTREAM_IN_FLIGHT, BREAKER_STATE, SUBSCRIPTION_WATCHERS, SUBSCRIPTION_POLLERS)
+
+
+def start_live_gauges() -> None:
+    """Set this worker's live gauges to their values at start: nothing in flight, nothing
+    subscribed, the breaker closed (0).
+
+    In multiprocess mode a gauge reads its last value back from its file, which is named by
+    process id: a worker given the id of one that died would carry on from the dead one's
+    values, since its files are then not a dead process's.
+    """
+    for gauge in LIVE_GAUGES:
+        gauge.set(0)
 
 
 router = APIRouter(tags=["health"])

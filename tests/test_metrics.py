@@ -11,13 +11,15 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import BoundedNames
+from gateway.metrics import BoundedNames, forget_dead_workers
 from tests.conftest import StartGateway, graphql
-from tests.processes import free_port, running
+from tests.processes import ROOT, free_port, running
 from tests.servers import Recorder, closed_port_url
 
 Labels = frozenset[tuple[str, str]]
@@ -258,11 +260,13 @@ def test_a_metrics_directory_given_by_the_operator_is_emptied_of_an_earlier_runs
     assert not stale.exists()
 
 
+_TEXT: dict[str, Any] = {"capture_output": True, "text": True, "check": True}
+
 # A worker that died with calls in flight: its live gauge file, written the way a worker's is.
 _DEAD_WORKER = """
 import os
-from prometheus_client import Gauge
-Gauge("polos_gateway_upstream_in_flight", "", multiprocess_mode="livesum").set(7)
+from gateway.metrics import UPSTREAM_IN_FLIGHT
+UPSTREAM_IN_FLIGHT.set(7)
 print(os.getpid())
 """
 
@@ -281,6 +285,7 @@ def test_a_dead_workers_live_gauges_leave_the_scrape(tmp_path: Path) -> None:
             capture_output=True,
             text=True,
             check=True,
+            cwd=ROOT,
         )
         left = tmp_path / f"gauge_livesum_{dead.stdout.strip()}.db"
         assert left.exists()
@@ -293,3 +298,60 @@ def test_a_dead_workers_live_gauges_leave_the_scrape(tmp_path: Path) -> None:
         # The running workers' gauges stay.
         assert len(workers) == 2
         assert set(tmp_path.glob("gauge_livesum_*.db")) == workers
+
+
+# A worker given the process id of one that died: the dead one's gauge file is now its own.
+_REPLACEMENT_WORKER = """
+import os, pathlib, sys
+directory = pathlib.Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+dead, own = (directory / f"gauge_livesum_{pid}.db" for pid in (sys.argv[1], os.getpid()))
+dead.rename(own)
+from gateway.app import app_from_environment
+app_from_environment()
+from gateway.metrics import exposition
+print(exposition().decode())
+"""
+
+
+def test_a_worker_given_a_dead_workers_process_id_starts_its_gauges_afresh(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    dead = subprocess.run(
+        [sys.executable, "-c", _DEAD_WORKER],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+
+    replacement = subprocess.run(
+        [sys.executable, "-c", _REPLACEMENT_WORKER, dead.stdout.strip()],
+        env={**env, "POLOS_GATEWAY_UPSTREAM_URL": closed_port_url()},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(replacement.stdout)
+        for sample in family.samples
+    }
+    assert samples["polos_gateway_upstream_in_flight"] == 0
+
+
+def test_a_dead_workers_gauges_another_scrape_deleted_meanwhile_are_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **_TEXT)
+    # Listed, then deleted by a concurrent scrape (another thread or worker) before this one.
+    gone = tmp_path / f"gauge_livesum_{ended.stdout.strip()}.db"
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: iter([gone]))
+
+    with caplog.at_level("WARNING", logger="gateway.metrics"):
+        forget_dead_workers(str(tmp_path))
+
+    assert caplog.records == []  # nothing to warn about: the file is gone, as wanted
