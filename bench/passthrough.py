@@ -9,11 +9,10 @@
   ``execution(id)``, returning the gateway's ``Execution`` type: the same fields and the same
   tree resolvers, fed by a per-request aiodataloader that relays each GET (of the id in its
   canonical spelling, as the gateway sends it) on that session and parses the body into the
-  gateway's record. Strawberry's ``ParserCache`` and
-  ``ValidationCache`` parse and validate each document once; the result is encoded with
-  orjson. Nothing else: no HTTP view, no middlewares, no credentials, no cache or
-  single-flight, no limits, no error coding, no metrics. Scenario A's document, answered as
-  the gateway answers it.
+  gateway's record. Strawberry's ``ParserCache`` and ``ValidationCache`` parse and validate
+  each document once; the result is encoded with orjson. Nothing else: no HTTP view, no
+  middlewares, no credentials, no cache or single-flight, no limits, no error coding, no
+  metrics. Scenario A's document, answered as the gateway answers it.
 
 Served by uvicorn as ``polos-gateway serve`` serves the gateway (uvloop and httptools when
 installed, no access log), they measure on this machine what receiving a request, one upstream
