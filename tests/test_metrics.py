@@ -11,7 +11,6 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -260,7 +259,20 @@ def test_a_metrics_directory_given_by_the_operator_is_emptied_of_an_earlier_runs
     assert not stale.exists()
 
 
-_TEXT: dict[str, Any] = {"capture_output": True, "text": True, "check": True}
+def _python(code: str, *args: str, multiproc_dir: Path, **env: str) -> str:
+    """What ``code`` prints, run by a fresh interpreter of its own at the repository root,
+    in multiprocess mode with ``multiproc_dir``: a process that has ended when this returns."""
+    environment = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir), **env}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return done.stdout.strip()
+
 
 # A worker that died with calls in flight: its live gauge file, written the way a worker's is.
 _DEAD_WORKER = """
@@ -279,15 +291,8 @@ def test_a_dead_workers_live_gauges_leave_the_scrape(tmp_path: Path) -> None:
         running(*args, port=port, workers=2, env=env),
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
     ):
-        dead = subprocess.run(
-            [sys.executable, "-c", _DEAD_WORKER],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=ROOT,
-        )
-        left = tmp_path / f"gauge_livesum_{dead.stdout.strip()}.db"
+        dead = _python(_DEAD_WORKER, multiproc_dir=tmp_path)
+        left = tmp_path / f"gauge_livesum_{dead}.db"
         assert left.exists()
         workers = set(tmp_path.glob("gauge_livesum_*.db")) - {left}
 
@@ -316,28 +321,18 @@ print(exposition().decode())
 def test_a_worker_given_a_dead_workers_process_id_starts_its_gauges_afresh(
     tmp_path: Path,
 ) -> None:
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    dead = subprocess.run(
-        [sys.executable, "-c", _DEAD_WORKER],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
+    dead = _python(_DEAD_WORKER, multiproc_dir=tmp_path)
 
-    replacement = subprocess.run(
-        [sys.executable, "-c", _REPLACEMENT_WORKER, dead.stdout.strip()],
-        env={**env, "POLOS_GATEWAY_UPSTREAM_URL": closed_port_url()},
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
+    replacement = _python(
+        _REPLACEMENT_WORKER,
+        dead,
+        multiproc_dir=tmp_path,
+        POLOS_GATEWAY_UPSTREAM_URL=closed_port_url(),
     )
 
     samples = {
         sample.name: sample.value
-        for family in text_string_to_metric_families(replacement.stdout)
+        for family in text_string_to_metric_families(replacement)
         for sample in family.samples
     }
     assert samples["polos_gateway_upstream_in_flight"] == 0
@@ -346,9 +341,9 @@ def test_a_worker_given_a_dead_workers_process_id_starts_its_gauges_afresh(
 def test_a_dead_workers_gauges_another_scrape_deleted_meanwhile_are_no_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], **_TEXT)
+    ended = _python("import os; print(os.getpid())", multiproc_dir=tmp_path)
     # Listed, then deleted by a concurrent scrape (another thread or worker) before this one.
-    gone = tmp_path / f"gauge_livesum_{ended.stdout.strip()}.db"
+    gone = tmp_path / f"gauge_livesum_{ended}.db"
     monkeypatch.setattr(Path, "glob", lambda self, pattern: iter([gone]))
 
     with caplog.at_level("WARNING", logger="gateway.metrics"):
