@@ -22,7 +22,7 @@ HIGH = CONCURRENCIES[-1]
 # The alternating rounds (bench/paired.py): how many, and the labels beside scenario keys.
 PAIRED_ROUNDS = 5
 DIRECT = "direct"
-# The floors (bench/passthrough.py) by the scenario whose request they answer: the stack alone.
+# The floors (bench/floors.py) by the scenario whose request they answer: the stack alone.
 FLOORS = {"A": "bare Strawberry", "E": "bare pass-through"}
 
 

@@ -8,7 +8,7 @@ each round's figures are compared within the round. The verdict is the median ro
 spread over the rounds is reported beside it.
 
 * At c=1, upstream at the run's latency: the upstream directly, the cold gateway (A and E)
-  and the floors (``bench/passthrough.py``): the bare pass-through with E's request, bare
+  and the floors (``bench/floors.py``): the bare pass-through with E's request, bare
   Strawberry with A's.
 * At c=32: the upstream directly and the warm gateway (A and E).
 """
@@ -29,7 +29,7 @@ from bench.findings import (
     warm_up,
 )
 from bench.load import Load, run_hey
-from bench.processes import start_gateway, start_passthrough
+from bench.processes import start_floors, start_gateway
 from bench.scenarios import ROOT_ID, Request, Scenario
 
 
@@ -72,7 +72,7 @@ def measure_paired(bench: Bench, scenarios: Sequence[Scenario]) -> None:
         Request("GET", f"{bench.upstream.url}/api/v1/executions/{ROOT_ID}"),
     )
     cold = start_gateway(bench.procs, "gateway-cold-rounds", bench.upstream.url, "cold")
-    floor = start_passthrough(bench.procs, bench.upstream)
+    floor = start_floors(bench.procs, bench.upstream)
     try:
         requests: dict[str, tuple[Scenario | None, Request]] = {DIRECT: direct}
         requests |= {s.key: (s, s.gateway_request(cold.url)) for s in compared}

@@ -162,8 +162,8 @@ def start_gateway(procs: Processes, name: str, upstream: str, target: str) -> Se
     return server
 
 
-def start_passthrough(procs: Processes, upstream: Server) -> Server:
-    """The floors (bench/passthrough.py: a bare pass-through, bare Strawberry) in front of
+def start_floors(procs: Processes, upstream: Server) -> Server:
+    """The floors (bench/floors.py: a bare pass-through, bare Strawberry) in front of
     ``upstream``, one process serving both."""
     port = free_port()
     name = f"floors-{port}"

@@ -166,7 +166,7 @@ def request_cost_section(findings: Findings) -> list[str]:
     if findings.floor_costs:
         lines += [
             "",
-            "The floor rows are `bench/passthrough.py`, served by uvicorn as the gateway is, "
+            "The floor rows are `bench/floors.py`, served by uvicorn as the gateway is, "
             "and measured the same way in the same run: what a gateway on uvicorn, aiohttp and "
             "Strawberry adds on this machine before doing anything of its own (the gateway's "
             "httpx layer over aiohttp is its own). What the gateway adds above its floor is "

@@ -28,7 +28,7 @@ For each it runs ``hey`` (or the Python client) at concurrency 1 and 32 for ``--
 reports upstream calls per request (from the demo's ``/_demo/stats``), p50/p99 latency, req/s
 and the gateway's peak RSS. Then: throughput per gateway worker against the 0 ms upstream,
 the cold gateway's CPU time per request of A and E one at a time (where the overhead goes),
-beside the floors' (``bench/passthrough.py``: a bare pass-through for E, bare Strawberry for A),
+beside the floors' (``bench/floors.py``: a bare pass-through for E, bare Strawberry for A),
 alternating rounds of the targets the overhead targets compare (``bench/paired.py``),
 a py-spy profile of the warm gateway, a long run that watches the gateway's memory, single-flight
 bursts and upstream round counts, and ``bench/transport.py --rounds 5``. It checks each target

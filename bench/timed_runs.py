@@ -27,7 +27,7 @@ from bench.findings import (
     warm_up,
 )
 from bench.load import Load, _client_once, run_client_load, run_hey
-from bench.processes import Server, cpu_seconds, proc_status_mib, start_gateway, start_passthrough
+from bench.processes import Server, cpu_seconds, proc_status_mib, start_floors, start_gateway
 from bench.profiling import run_profile
 from bench.scenarios import ROOT_ID, Request, Scenario
 
@@ -102,7 +102,7 @@ def measure_fast_cold(bench: Bench, scenarios: Sequence[Scenario]) -> None:
     finally:
         bench.procs.stop(server.process)
     # The floors under those costs, measured alike.
-    floor = start_passthrough(bench.procs, upstream)
+    floor = start_floors(bench.procs, upstream)
     try:
         for scenario in scenarios:
             if scenario.key in COST_SCENARIOS:

@@ -1,4 +1,4 @@
-"""The benchmark's floors (bench/passthrough.py) do the work they stand for, no less.
+"""The benchmark's floors (bench/floors.py) do the work they stand for, no less.
 
 The floors are what the benchmark sets the gateway's cold overhead against; a floor that
 answered less (a shorter document, fewer fields, no upstream call) would flatter the stack
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bench.passthrough import PassThrough
+from bench.floors import Floors
 from bench.scenarios import ROOT_ID, Scenario, build_scenarios
 from tests.processes import ROOT
 from tests.servers import Recorder, serve
@@ -23,7 +23,7 @@ SCENARIOS = {s.key: s for s in build_scenarios((ROOT / "schema.graphql").read_te
 
 @pytest.fixture
 def floor(upstream: tuple[str, Recorder]) -> Iterator[httpx.Client]:
-    with serve(PassThrough(upstream[0])) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with serve(Floors(upstream[0])) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield client
 
 

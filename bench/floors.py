@@ -24,7 +24,7 @@ session leaves bodies as they come, and the floors relay or parse them as they a
 
 Usage::
 
-    .venv/bin/python bench/passthrough.py --port 8001 --upstream-url http://127.0.0.1:8080
+    .venv/bin/python bench/floors.py --port 8001 --upstream-url http://127.0.0.1:8080
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ GRAPHQL_PATH = "/graphql"
 PLAIN_BODY = {"accept-encoding": "identity"}
 
 
-class PassThrough:
-    """The ASGI app: its lifespan opens and closes the one session."""
+class Floors:
+    """The ASGI app serving both floors: its lifespan opens and closes the one session."""
 
     def __init__(self, upstream_url: str) -> None:
         self.upstream_url = upstream_url.rstrip("/")
@@ -124,7 +124,7 @@ class PassThrough:
 class RelayLoader(DataLoader[str, FetchedExecution]):
     """One per request: the ids each tick asks for, relayed as concurrent GETs."""
 
-    def __init__(self, floor: PassThrough) -> None:
+    def __init__(self, floor: Floors) -> None:
         super().__init__()
         self.floor = floor
 
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--upstream-url", required=True)
     args = parser.parse_args(argv)
     uvicorn.run(
-        PassThrough(args.upstream_url),
+        Floors(args.upstream_url),
         host=args.host,
         port=args.port,
         log_level="warning",
