@@ -72,7 +72,7 @@ def measure_paired(bench: Bench, scenarios: Sequence[Scenario]) -> None:
         Request("GET", f"{bench.upstream.url}/api/v1/executions/{ROOT_ID}"),
     )
     cold = start_gateway(bench.procs, "gateway-cold-rounds", bench.upstream.url, "cold")
-    floor = start_floors(bench.procs, bench.upstream)
+    floor = start_floors(bench.procs, bench.upstream.url)
     try:
         requests: dict[str, tuple[Scenario | None, Request]] = {DIRECT: direct}
         requests |= {s.key: (s, s.gateway_request(cold.url)) for s in compared}

@@ -162,13 +162,13 @@ def start_gateway(procs: Processes, name: str, upstream: str, target: str) -> Se
     return server
 
 
-def start_floors(procs: Processes, upstream: Server) -> Server:
+def start_floors(procs: Processes, upstream: str) -> Server:
     """The floors (bench/floors.py: a bare pass-through, bare Strawberry) in front of
     ``upstream``, one process serving both."""
     port = free_port()
     name = f"floors-{port}"
-    command = [sys.executable, str(ROOT / "bench" / "passthrough.py"), "--port", str(port)]
-    command += ["--upstream-url", upstream.url]
+    command = [sys.executable, str(ROOT / "bench" / "floors.py"), "--port", str(port)]
+    command += ["--upstream-url", upstream]
     server = Server(f"http://127.0.0.1:{port}", procs.start(name, command))
     wait_until_serving(procs, name, server, "/health")
     return server

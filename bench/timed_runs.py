@@ -102,7 +102,7 @@ def measure_fast_cold(bench: Bench, scenarios: Sequence[Scenario]) -> None:
     finally:
         bench.procs.stop(server.process)
     # The floors under those costs, measured alike.
-    floor = start_floors(bench.procs, upstream)
+    floor = start_floors(bench.procs, upstream.url)
     try:
         for scenario in scenarios:
             if scenario.key in COST_SCENARIOS:

@@ -9,22 +9,26 @@ with one upstream call.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from bench.floors import Floors
+from bench.processes import Processes, start_floors
 from bench.scenarios import ROOT_ID, Scenario, build_scenarios
 from tests.processes import ROOT
-from tests.servers import Recorder, serve
+from tests.servers import Recorder
 
 SCENARIOS = {s.key: s for s in build_scenarios((ROOT / "schema.graphql").read_text())}
 
 
 @pytest.fixture
-def floor(upstream: tuple[str, Recorder]) -> Iterator[httpx.Client]:
-    with serve(Floors(upstream[0])) as url, httpx.Client(base_url=url, timeout=30) as client:
-        yield client
+def floor(upstream: tuple[str, Recorder], tmp_path: Path) -> Iterator[httpx.Client]:
+    """The floors as the benchmark starts them: ``bench/floors.py``, a process of its own."""
+    with Processes(tmp_path) as processes:
+        server = start_floors(processes, upstream[0])
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield client
 
 
 def _send(client: httpx.Client, scenario: Scenario) -> httpx.Response:
