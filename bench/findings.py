@@ -112,11 +112,32 @@ class Memory:
     """The warm gateway's RSS over a long run of scenario C."""
 
     samples: tuple[tuple[float, float], ...]  # (seconds since start, VmRSS MiB)
-    after_warmup: float
+    warmup_seconds: float
     end: float
     peak: float
     load: Load
     calls: float
+
+    @property
+    def measured(self) -> list[float]:
+        """VmRSS from the end of the warm-up on, in order."""
+        return [rss for at, rss in self.samples if at >= self.warmup_seconds]
+
+    @property
+    def after_warmup(self) -> float:
+        return self.measured[0] if self.measured else math.nan
+
+    @property
+    def half_peaks(self) -> tuple[float, float]:
+        """The highest VmRSS in the first and in the second half of the samples after warm-up.
+
+        RSS steps up and down by a MiB or more as the allocator takes and gives back memory,
+        so two single samples can differ by a few MiB either way in a process that holds
+        steady; one that keeps growing raises its highest value from one half to the next.
+        """
+        measured = self.measured
+        middle = len(measured) // 2
+        return max(measured[:middle], default=math.nan), max(measured[middle:], default=math.nan)
 
 
 @dataclass(frozen=True)
